@@ -1,0 +1,224 @@
+"""Pin and verify the freshly rendered project.
+
+1. Lock: resolve the project's dependencies with uv (universal resolution, so the
+   locks install on Linux x86_64 and aarch64 and on every supported Python) and
+   write ``requirements.lock`` and ``requirements-dev.lock`` with hashes.
+2. Verify: create ``.venv``, install from the dev lock with ``--require-hashes``,
+   install the project itself and run its test suite.
+
+Switches (environment variables):
+  PYCHASSIS_SKIP_VERIFY=1  lock, but do not install or run the tests (same as verify=false)
+  PYCHASSIS_SKIP_LOCK=1    write no lock files and verify nothing (fully offline);
+                           run ``make lock`` later
+
+Running the hook again on an existing project is safe: existing pins are kept as
+uv's preferences and an existing ``.venv`` is reused.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+VERIFY_ANSWER = json.loads({{ cookiecutter.verify | tojson | tojson }})
+PYTHON_VERSION = json.loads({{ cookiecutter.python_version | tojson | tojson }})
+PACKAGE_NAME = json.loads({{ cookiecutter.package_name | tojson | tojson }})
+
+SKIP_VERIFY_ENV = "PYCHASSIS_SKIP_VERIFY"
+SKIP_LOCK_ENV = "PYCHASSIS_SKIP_LOCK"
+DEFAULT_INDEX = "https://pypi.org/simple/"
+INDEX_PROBE_TIMEOUT = 15  # seconds; the whole offline failure must stay under 60 s
+LOCK_TIMEOUT = 600
+INSTALL_TIMEOUT = 900
+TEST_TIMEOUT = 900
+LOCKS = {
+    "requirements.lock": [],
+    "requirements-dev.lock": ["--extra", "dev"],
+}
+
+
+class HookFailure(Exception):
+    """A step failed; the message says what failed and how to retry or skip."""
+
+
+def is_true(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    return str(value).strip().lower() in {"true", "yes", "y", "1", "on"}
+
+
+def say(message: str) -> None:
+    print(f"[pychassis] {message}", flush=True)
+
+
+def index_url() -> str:
+    """The index uv will use, so the probe asks the same server."""
+    for name in ("UV_DEFAULT_INDEX", "UV_INDEX_URL"):
+        if os.environ.get(name):
+            return os.environ[name]
+    return DEFAULT_INDEX
+
+
+def index_is_reachable(url: str) -> bool:
+    """Any HTTP answer counts as reachable; only a network failure or time-out does not."""
+    if url.startswith("file:"):
+        return True
+    probe = url.rstrip("/") + "/pip/"
+    try:
+        urllib.request.urlopen(urllib.request.Request(probe, method="HEAD"), timeout=INDEX_PROBE_TIMEOUT)
+    except urllib.error.HTTPError:
+        return True
+    except (urllib.error.URLError, OSError, ValueError):
+        return False
+    return True
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "pychassis"
+
+
+def find_uv() -> str:
+    """uv from PATH, from the running Python, or bootstrapped once into a cache folder."""
+    found = shutil.which("uv")
+    if found:
+        return found
+    try:
+        import uv  # type: ignore[import-not-found]
+
+        return uv.find_uv_bin()
+    except (ImportError, FileNotFoundError):
+        pass
+    target = cache_dir() / "uv"
+    binary = target / "bin" / "uv"
+    if not binary.exists():
+        say(f"uv not found; installing it into {target}")
+        run_step(
+            "bootstrap uv",
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), "uv"],
+            timeout=LOCK_TIMEOUT,
+        )
+    return str(binary)
+
+
+def tool_env() -> dict:
+    env = dict(os.environ)
+    env.setdefault("UV_HTTP_TIMEOUT", "30")
+    # Never let uv fetch a Python build: only interpreters already on the machine are used.
+    env["UV_PYTHON_DOWNLOADS"] = "never"
+    # The project's own settings must not leak in from the caller's shell during tests.
+    prefix = PACKAGE_NAME.upper() + "_"
+    for name in list(env):
+        if name.startswith(prefix) or name == "VIRTUAL_ENV":
+            del env[name]
+    return env
+
+
+def run_step(what: str, command: list, *, timeout: int, log: Path | None = None, cwd: Path | None = None) -> None:
+    """Run one command; on failure raise with its output (or the log path)."""
+    try:
+        if log is None:
+            result = subprocess.run(command, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+            output = result.stdout + result.stderr
+        else:
+            with log.open("a", encoding="utf-8") as handle:
+                handle.write(f"\n$ {' '.join(command)}\n")
+                handle.flush()
+                result = subprocess.run(command, cwd=cwd, env=tool_env(), stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
+            output = ""
+    except subprocess.TimeoutExpired:
+        raise HookFailure(f"{what} did not finish within {timeout} s") from None
+    except OSError as error:
+        raise HookFailure(f"{what} could not start: {error}") from None
+    if result.returncode != 0:
+        detail = f"see the log: {log}" if log else output.strip()[-4000:]
+        raise HookFailure(f"{what} failed (exit code {result.returncode}); {detail}")
+
+
+def lock(uv: str, project: Path) -> None:
+    for lock_file, extras in LOCKS.items():
+        run_step(
+            f"locking {lock_file}",
+            [
+                uv, "pip", "compile", "pyproject.toml", *extras,
+                "--output-file", lock_file,
+                "--universal", "--python-version", PYTHON_VERSION,
+                "--generate-hashes", "--quiet", "--no-header",
+            ],
+            timeout=LOCK_TIMEOUT,
+            cwd=project,
+        )
+    say("wrote requirements.lock and requirements-dev.lock (pinned, with hashes)")
+
+
+def verify(uv: str, project: Path, log: Path) -> None:
+    venv_python = project / ".venv" / "bin" / "python"
+    if not venv_python.exists():
+        run_step(
+            "creating .venv",
+            [uv, "venv", "--seed", "--quiet", "--python", f">={PYTHON_VERSION}", ".venv"],
+            timeout=INSTALL_TIMEOUT, log=log, cwd=project,
+        )
+    run_step(
+        "installing requirements-dev.lock",
+        [uv, "pip", "install", "--python", str(venv_python), "--require-hashes", "-r", "requirements-dev.lock"],
+        timeout=INSTALL_TIMEOUT, log=log, cwd=project,
+    )
+    run_step(
+        "installing the project",
+        [uv, "pip", "install", "--python", str(venv_python), "--no-deps", "-e", "."],
+        timeout=INSTALL_TIMEOUT, log=log, cwd=project,
+    )
+    run_step("running the generated tests", [str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+             timeout=TEST_TIMEOUT, log=log, cwd=project)
+    # Tell the Makefile the environment is installed, so `make run` does not reinstall.
+    (project / ".venv" / ".installed").touch()
+
+
+def main() -> int:
+    project = Path.cwd()
+    if is_true(os.environ.get(SKIP_LOCK_ENV, "")):
+        say(f"{SKIP_LOCK_ENV} is set: no lock files written and nothing verified; run `make lock` later")
+        return 0
+    should_verify = is_true(VERIFY_ANSWER) and not is_true(os.environ.get(SKIP_VERIFY_ENV, ""))
+    started = time.monotonic()
+    log = Path(tempfile.mkstemp(prefix=f"{project.name}-verify-", suffix=".log")[1])
+    try:
+        url = index_url()
+        if not index_is_reachable(url):
+            raise HookFailure(
+                f"the package index {url} cannot be reached, so dependencies cannot be locked. "
+                f"Generate offline with `{SKIP_LOCK_ENV}=1` (or answer verify=false and set "
+                f"{SKIP_VERIFY_ENV}=1 once online), then run `make lock` and `make install` when online"
+            )
+        uv = find_uv()
+        lock(uv, project)
+        if not should_verify:
+            say("verification skipped (verify=false or PYCHASSIS_SKIP_VERIFY set)")
+            return 0
+        say("verifying: installing from the lock into .venv and running the tests ...")
+        verify(uv, project, log)
+    except HookFailure as failure:
+        print(f"[pychassis] error: {failure}", file=sys.stderr)
+        print(
+            f"[pychassis] cookiecutter removes a project whose hook failed: fix the cause and generate "
+            f"again, or generate with {SKIP_VERIFY_ENV}=1 to skip verification "
+            f"(add --keep-project-on-failure to keep the failed project for inspection)",
+            file=sys.stderr,
+        )
+        if log.stat().st_size:
+            print(f"[pychassis] full log: {log}", file=sys.stderr)
+        return 1
+    say(f"verified in {time.monotonic() - started:.1f} s: locked, installed and all tests passed")
+    log.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Cross-cutting machinery of the service, one concern per module."""

@@ -1,0 +1,377 @@
+"""Every setting of the service, declared once.
+
+A setting is a field of one of the section classes below.  From that one
+declaration come the settings file key (``server.port``), the command-line flag
+(``--server-port``), the environment variable (``{{ cookiecutter.package_name | upper }}_SERVER_PORT``),
+the default, the validation and the ``--help`` text.
+
+Nothing here reads the environment or a file at import time: ``load_settings``
+does, when the entrypoint calls it.  Tests build ``Settings(...)`` directly.
+
+Precedence: command-line flag > environment variable > settings file > default.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import os
+import types
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any, Literal, TypeVar, Union, dataclass_transform, get_args, get_origin, get_type_hints
+
+import yaml
+
+ENV_PREFIX = "{{ cookiecutter.package_name | upper }}"
+CONFIG_ENV_VAR = f"{ENV_PREFIX}_CONFIG"
+DEFAULT_CONFIG_FILE = Path("settings.yml")
+REDACTED = "***"
+
+Source = Literal["default", "file", "env", "cli"]
+LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+
+_TRUE_WORDS = {"1", "true", "yes", "on"}
+_FALSE_WORDS = {"0", "false", "no", "off"}
+
+SectionT = TypeVar("SectionT")
+
+
+def setting(
+    *,
+    default: Any,
+    help: str,  # noqa: A002 - the same word click uses
+    secret: bool = False,
+    minimum: float | None = None,
+    maximum: float | None = None,
+) -> Any:
+    """Declare one setting: its default, its help text, whether it is secret and its bounds."""
+    metadata = {"help": help, "secret": secret, "minimum": minimum, "maximum": maximum}
+    return dataclasses.field(default=default, metadata=metadata)
+
+
+@dataclass_transform(frozen_default=True, field_specifiers=(setting,))
+def section(cls: type[SectionT]) -> type[SectionT]:
+    """Make a class a frozen section of settings (a dataclass whose fields use ``setting``)."""
+    return dataclasses.dataclass(frozen=True)(cls)
+
+
+@section
+class ServerSettings:
+    host: str = setting(default="0.0.0.0", help="Interface to listen on (0.0.0.0 for all).")  # noqa: S104
+    port: int = setting(default={{ cookiecutter.http_port }}, help="TCP port to listen on.", minimum=1, maximum=65535)
+    workers: int = setting(
+        default=1,
+        help="Worker processes. 1 serves in a single process; more share the port.",
+        minimum=1,
+        maximum=64,
+    )
+
+
+@section
+class LoggingSettings:
+    level: LogLevel = setting(default="info", help="Lowest level that is logged.")
+
+
+@section
+class ShutdownSettings:
+    grace_period: float = setting(
+        default=25.0,
+        help="Seconds that in-flight requests get to finish after a stop signal.",
+        minimum=0,
+        maximum=3600,
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """All settings, one attribute per section: ``settings.server.port``."""
+
+    server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
+    logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
+    shutdown: ShutdownSettings = dataclasses.field(default_factory=ShutdownSettings)
+
+
+class SettingsError(Exception):
+    """A setting, or the settings file, is not valid.  The message is one line for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class SettingSpec:
+    """What one declared setting is: derived from its field, used for every source."""
+
+    section: str
+    name: str
+    type: Any
+    default: Any
+    help: str
+    secret: bool
+    minimum: float | None
+    maximum: float | None
+
+    @property
+    def key(self) -> str:
+        return f"{self.section}.{self.name}"
+
+    @property
+    def param_name(self) -> str:
+        """The identifier click passes the flag's value under."""
+        return f"{self.section}_{self.name}"
+
+    @property
+    def flag(self) -> str:
+        return "--" + self.param_name.replace("_", "-")
+
+    @property
+    def env_var(self) -> str:
+        return f"{ENV_PREFIX}_{self.param_name}".upper()
+
+    @property
+    def is_flag(self) -> bool:
+        return _optional_inner(self.type) is bool
+
+    @property
+    def metavar(self) -> str:
+        """How ``--help`` shows the flag's value."""
+        kind = _optional_inner(self.type)
+        if get_origin(kind) is Literal:
+            return "[" + "|".join(str(choice) for choice in get_args(kind)) + "]"
+        return {int: "INTEGER", float: "NUMBER", bool: "BOOLEAN"}.get(kind, "TEXT")
+
+    def describe(self) -> str:
+        """What a valid value looks like, for help texts and error messages."""
+        kind = _optional_inner(self.type)
+        if get_origin(kind) is Literal:
+            text = "one of " + ", ".join(str(choice) for choice in get_args(kind))
+        else:
+            noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
+            text = noun.get(kind, str(kind))
+            if self.minimum is not None and self.maximum is not None:
+                text += f" from {_plain(self.minimum)} to {_plain(self.maximum)}"
+            elif self.minimum is not None:
+                text += f" of at least {_plain(self.minimum)}"
+            elif self.maximum is not None:
+                text += f" of at most {_plain(self.maximum)}"
+        if _is_optional(self.type):
+            text += " (empty for none)"
+        return text
+
+    def parse(self, raw: Any) -> Any:
+        """Turn a raw value (text from a flag or the environment, or YAML data) into a valid value."""
+        if _is_optional(self.type) and (raw is None or raw == ""):
+            return None
+        kind = _optional_inner(self.type)
+        value = _convert(kind, raw)
+        if value is None:
+            raise ValueError(self.describe())
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            too_low = self.minimum is not None and value < self.minimum
+            too_high = self.maximum is not None and value > self.maximum
+            if too_low or too_high:
+                raise ValueError(self.describe())
+        return value
+
+
+@dataclasses.dataclass(frozen=True)
+class LoadedSettings:
+    """Settings together with where each value came from and which file was read.
+
+    ``settings`` is an instance of the ``root`` that was loaded: ``Settings`` unless a test
+    passed its own root.
+    """
+
+    settings: Settings
+    sources: Mapping[str, Source]
+    config_file: Path | None
+
+
+def iter_specs(root: type[Any] = Settings) -> Iterator[SettingSpec]:
+    """Every declared setting, section by section, in declaration order."""
+    for section_field in dataclasses.fields(root):
+        section_type = get_type_hints(root)[section_field.name]
+        hints = get_type_hints(section_type)
+        for item in dataclasses.fields(section_type):
+            yield SettingSpec(
+                section=section_field.name,
+                name=item.name,
+                type=hints[item.name],
+                default=item.default,
+                help=item.metadata["help"],
+                secret=item.metadata["secret"],
+                minimum=item.metadata["minimum"],
+                maximum=item.metadata["maximum"],
+            )
+
+
+def load_settings(
+    *,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | str | None = None,
+    root: type[Any] = Settings,
+) -> LoadedSettings:
+    """Resolve every setting from its sources (flag > environment > file > default) and validate it.
+
+    ``cli`` maps a setting's ``param_name`` to the flag's value (``None`` when not given).
+    ``environ`` defaults to the process environment, read now.
+    ``config_file`` is the ``--config`` value; without it ``{ENV_PREFIX}_CONFIG`` is used,
+    then ``./settings.yml`` if it exists.
+    """
+    cli = cli or {}
+    environ = os.environ if environ is None else environ
+    path, file_values = _read_config_file(config_file, environ)
+    specs = list(iter_specs(root))
+    _reject_unknown_keys(file_values, specs, path)
+
+    sources: dict[str, Source] = {}
+    sections: dict[str, dict[str, Any]] = {}
+    for spec in specs:
+        value, source = _resolve(spec, cli, environ, file_values, path)
+        sections.setdefault(spec.section, {})[spec.name] = value
+        sources[spec.key] = source
+    hints = get_type_hints(root)
+    settings = root(**{name: hints[name](**values) for name, values in sections.items()})
+    return LoadedSettings(settings=settings, sources=sources, config_file=path)
+
+
+def dump_settings(loaded: LoadedSettings, root: type[Any] = Settings) -> str:
+    """The effective settings as YAML, each key commented with its source; secrets redacted."""
+    lines: list[str] = []
+    if loaded.config_file is not None:
+        lines.append(f"# settings file: {loaded.config_file}")
+    current_section = None
+    for spec in iter_specs(root):
+        if spec.section != current_section:
+            current_section = spec.section
+            lines.append(f"{spec.section}:")
+        value = getattr(getattr(loaded.settings, spec.section), spec.name)
+        shown = REDACTED if spec.secret and value not in (None, "") else value
+        lines.append(f"  {spec.name}: {_yaml_scalar(shown)}  # {loaded.sources[spec.key]}")
+    return "\n".join(lines) + "\n"
+
+
+def _resolve(
+    spec: SettingSpec,
+    cli: Mapping[str, Any],
+    environ: Mapping[str, str],
+    file_values: Mapping[str, Any],
+    path: Path | None,
+) -> tuple[Any, Source]:
+    candidates: list[tuple[Source, bool, Any, str]] = [
+        ("cli", cli.get(spec.param_name) is not None, cli.get(spec.param_name), spec.flag),
+        ("env", spec.env_var in environ, environ.get(spec.env_var), f"environment variable {spec.env_var}"),
+        ("file", spec.key in file_values, file_values.get(spec.key), f"settings file {path}"),
+    ]
+    for source, present, raw, origin in candidates:
+        if present:
+            try:
+                return spec.parse(raw), source
+            except ValueError:
+                shown = REDACTED if spec.secret else repr(raw)
+                raise SettingsError(
+                    f"invalid setting {spec.key} = {shown} (from {origin}): expected {spec.describe()}"
+                ) from None
+    return spec.default, "default"
+
+
+def _read_config_file(
+    config_file: Path | str | None, environ: Mapping[str, str]
+) -> tuple[Path | None, dict[str, Any]]:
+    """Find and read the settings file; return its values flattened to ``section.name`` keys."""
+    if config_file is not None:
+        path, named_by = Path(config_file), "--config"
+    elif environ.get(CONFIG_ENV_VAR):
+        path, named_by = Path(environ[CONFIG_ENV_VAR]), CONFIG_ENV_VAR
+    elif DEFAULT_CONFIG_FILE.is_file():
+        path, named_by = DEFAULT_CONFIG_FILE, ""
+    else:
+        return None, {}
+    if not path.is_file():
+        raise SettingsError(f"settings file {path} (named by {named_by}) does not exist or is not a file")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(error, "problem", None) or "invalid YAML"
+        raise SettingsError(f"settings file {path} is not valid YAML{where}: {problem}") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise SettingsError(f"settings file {path} cannot be read: {error}") from None
+    return path, _flatten(data, path)
+
+
+def _flatten(data: Any, path: Path) -> dict[str, Any]:
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise SettingsError(f"settings file {path} must be a mapping of sections such as 'server:'")
+    flat: dict[str, Any] = {}
+    for section_name, values in data.items():
+        if values is None:
+            continue
+        if not isinstance(values, dict):
+            raise SettingsError(f"settings file {path}: '{section_name}' must be a mapping of settings")
+        for name, value in values.items():
+            flat[f"{section_name}.{name}"] = value
+    return flat
+
+
+def _reject_unknown_keys(file_values: Mapping[str, Any], specs: list[SettingSpec], path: Path | None) -> None:
+    known = [spec.key for spec in specs]
+    for key in file_values:
+        if key not in known:
+            close = difflib.get_close_matches(key, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else f"; known settings: {', '.join(known)}"
+            raise SettingsError(f"unknown setting '{key}' in settings file {path}{hint}")
+
+
+def _convert(kind: Any, raw: Any) -> Any:
+    """Convert ``raw`` to ``kind``; ``None`` when it cannot be."""
+    if get_origin(kind) is Literal:
+        text = raw.strip().lower() if isinstance(raw, str) else raw
+        return text if text in get_args(kind) else None
+    if kind is bool:
+        if isinstance(raw, bool):
+            return raw
+        text = str(raw).strip().lower()
+        return True if text in _TRUE_WORDS else False if text in _FALSE_WORDS else None
+    if kind is int:
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
+        try:
+            return int(str(raw).strip()) if isinstance(raw, str) else None
+        except ValueError:
+            return None
+    if kind is float:
+        if isinstance(raw, int | float) and not isinstance(raw, bool):
+            number = float(raw)
+        elif isinstance(raw, str):
+            try:
+                number = float(raw.strip())
+            except ValueError:
+                return None
+        else:
+            return None
+        return number if math.isfinite(number) else None
+    if kind is str:
+        return raw if isinstance(raw, str) else None
+    raise TypeError(f"settings of type {kind!r} are not supported")
+
+
+def _is_optional(kind: Any) -> bool:
+    return get_origin(kind) in (Union, types.UnionType) and type(None) in get_args(kind)
+
+
+def _optional_inner(kind: Any) -> Any:
+    if _is_optional(kind):
+        return next(arg for arg in get_args(kind) if arg is not type(None))
+    return kind
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if float(number).is_integer() else str(number)
+
+
+def _yaml_scalar(value: Any) -> str:
+    return yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).removesuffix("\n...\n").strip()

@@ -1,0 +1,90 @@
+"""The command line: exit codes, help texts and where settings come from."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from {{ cookiecutter.package_name }} import cli
+from {{ cookiecutter.package_name }}.settings import Settings, iter_specs
+
+PREFIX = "{{ cookiecutter.package_name | upper }}"
+
+
+@pytest.fixture
+def runner() -> CliRunner:
+    return CliRunner()
+
+
+def test_config_check_accepts_defaults(runner: CliRunner) -> None:
+    result = runner.invoke(cli.main, ["config", "check"])
+    assert result.exit_code == 0, result.output
+    assert "configuration is valid" in result.output
+
+
+def test_bad_setting_exits_2_with_one_line(runner: CliRunner) -> None:
+    result = runner.invoke(cli.main, ["config", "check"], env={f"{PREFIX}_SERVER_PORT": "99999"})
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        f"error: invalid setting server.port = '99999' (from environment variable {PREFIX}_SERVER_PORT): "
+        "expected an integer from 1 to 65535"
+    ]
+    assert "Traceback" not in result.output
+
+
+def test_missing_config_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:
+    result = runner.invoke(cli.main, ["config", "check", "--config", str(tmp_path / "nope.yml")])
+    assert result.exit_code == 2
+    assert "does not exist" in result.stderr
+
+
+def test_config_show_names_each_source(runner: CliRunner, isolated_environment: Path) -> None:
+    (isolated_environment / "settings.yml").write_text("logging:\n  level: error\n", encoding="utf-8")
+    result = runner.invoke(
+        cli.main,
+        ["config", "show", "--server-port", "9100"],
+        env={f"{PREFIX}_SERVER_HOST": "127.0.0.1"},
+    )
+    assert result.exit_code == 0, result.output
+    assert "  port: 9100  # cli" in result.output
+    assert "  host: 127.0.0.1  # env" in result.output
+    assert "  level: error  # file" in result.output
+    assert "  workers: 1  # default" in result.output
+
+
+@pytest.mark.parametrize("command", [[], ["serve"], ["config", "check"], ["config", "show"]])
+def test_help_lists_every_setting(runner: CliRunner, command: list[str]) -> None:
+    result = runner.invoke(cli.main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for spec in iter_specs():
+        assert spec.env_var in text
+        assert spec.flag in text
+
+
+def test_serve_is_the_default_command(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
+    started: list[Settings] = []
+
+    def fake_serve(app_factory: Any, settings: Settings) -> int:
+        started.append(settings)
+        return 0
+
+    monkeypatch.setattr(cli, "serve", fake_serve)
+    result = runner.invoke(cli.main, ["--server-port", "9200"])
+    assert result.exit_code == 0, result.output
+    assert [settings.server.port for settings in started] == [9200]
+
+
+def test_unknown_flag_is_a_usage_error(runner: CliRunner) -> None:
+    result = runner.invoke(cli.main, ["serve", "--server-prot", "1"])
+    assert result.exit_code == 2
+    assert "No such option" in result.output
+
+
+def test_version(runner: CliRunner) -> None:
+    result = runner.invoke(cli.main, ["--version"])
+    assert result.exit_code == 0
+    assert "{{ cookiecutter.project_slug }}" in result.output

@@ -1,0 +1,77 @@
+"""The real entrypoint as a process: it serves over HTTP and stops cleanly on a signal."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+START_TIMEOUT = 20.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def get_json(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local test server
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def wait_until_ready(process: subprocess.Popen[str], base_url: str) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"the service exited early with code {process.returncode}")
+        try:
+            if get_json(f"{base_url}/health/ready")[0] == 200:
+                return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    pytest.fail("the service did not become ready in time")
+
+
+@pytest.fixture
+def service() -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    env = {**os.environ, "{{ cookiecutter.package_name | upper }}_SERVER_HOST": "127.0.0.1", "{{ cookiecutter.package_name | upper }}_SERVER_PORT": str(port)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "{{ cookiecutter.package_name }}"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])
+def test_serves_and_stops_on_signal(service: tuple[subprocess.Popen[str], str], stop_signal: int) -> None:
+    process, base_url = service
+    wait_until_ready(process, base_url)
+    assert get_json(f"{base_url}/")[0] == 200
+    process.send_signal(stop_signal)
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output

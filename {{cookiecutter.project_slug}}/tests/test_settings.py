@@ -1,0 +1,166 @@
+"""Settings: precedence, validation and the settings file."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pytest
+import yaml
+
+from {{ cookiecutter.package_name }}.settings import (
+    CONFIG_ENV_VAR,
+    REDACTED,
+    Settings,
+    SettingsError,
+    dump_settings,
+    iter_specs,
+    load_settings,
+    section,
+    setting,
+)
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def write_config(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_defaults_when_nothing_is_set() -> None:
+    loaded = load_settings(environ={})
+    assert loaded.settings == Settings()
+    assert set(loaded.sources.values()) == {"default"}
+    assert loaded.config_file is None
+
+
+def test_precedence_is_cli_then_env_then_file_then_default(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "s.yml", "server:\n  port: 9001\n  host: 127.0.0.1\n  workers: 3\n")
+    environ = {"{{ cookiecutter.package_name | upper }}_SERVER_PORT": "9002", "{{ cookiecutter.package_name | upper }}_SERVER_HOST": "::1"}
+    loaded = load_settings(cli={"server_port": "9003"}, environ=environ, config_file=config)
+    assert loaded.settings.server.port == 9003
+    assert loaded.sources["server.port"] == "cli"
+    assert loaded.settings.server.host == "::1"
+    assert loaded.sources["server.host"] == "env"
+    assert loaded.settings.server.workers == 3
+    assert loaded.sources["server.workers"] == "file"
+    assert loaded.sources["logging.level"] == "default"
+
+
+def test_settings_file_found_in_working_directory(isolated_environment: Path) -> None:
+    write_config(isolated_environment / "settings.yml", "logging:\n  level: warning\n")
+    loaded = load_settings(environ={})
+    assert loaded.settings.logging.level == "warning"
+    assert loaded.config_file == Path("settings.yml")
+
+
+def test_settings_file_named_by_environment(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "other.yml", "shutdown:\n  grace_period: 3\n")
+    loaded = load_settings(environ={CONFIG_ENV_VAR: str(config)})
+    assert loaded.settings.shutdown.grace_period == 3.0
+
+
+@pytest.mark.parametrize(
+    ("environ", "expected"),
+    [
+        ({"{{ cookiecutter.package_name | upper }}_SERVER_PORT": "http"}, "server.port = 'http'"),
+        ({"{{ cookiecutter.package_name | upper }}_SERVER_PORT": "0"}, "an integer from 1 to 65535"),
+        ({"{{ cookiecutter.package_name | upper }}_SERVER_WORKERS": "-2"}, "server.workers"),
+        ({"{{ cookiecutter.package_name | upper }}_LOGGING_LEVEL": "loud"}, "one of debug, info, warning, error, critical"),
+        ({"{{ cookiecutter.package_name | upper }}_SHUTDOWN_GRACE_PERIOD": "nan"}, "shutdown.grace_period"),
+        ({"{{ cookiecutter.package_name | upper }}_SHUTDOWN_GRACE_PERIOD": "-1"}, "a number from 0 to 3600"),
+    ],
+)
+def test_invalid_environment_values_name_the_key(environ: dict[str, str], expected: str) -> None:
+    with pytest.raises(SettingsError, match="environment variable") as error:
+        load_settings(environ=environ)
+    assert expected in str(error.value)
+    assert "\n" not in str(error.value)
+
+
+def test_invalid_flag_value_names_the_flag() -> None:
+    with pytest.raises(SettingsError, match=r"server.port = 'x' \(from --server-port\)"):
+        load_settings(cli={"server_port": "x"}, environ={})
+
+
+def test_invalid_file_value_names_the_file(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "s.yml", "server:\n  port: true\n")
+    with pytest.raises(SettingsError, match=r"server\.port = True \(from settings file"):
+        load_settings(environ={}, config_file=config)
+
+
+def test_unknown_key_suggests_the_closest(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "s.yml", "server:\n  prot: 8000\n")
+    with pytest.raises(SettingsError, match=r"unknown setting 'server\.prot'.*did you mean 'server\.port'"):
+        load_settings(environ={}, config_file=config)
+
+
+def test_named_config_file_must_exist(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="does not exist"):
+        load_settings(environ={}, config_file=tmp_path / "missing.yml")
+    with pytest.raises(SettingsError, match=f"named by {CONFIG_ENV_VAR}"):
+        load_settings(environ={CONFIG_ENV_VAR: str(tmp_path / "missing.yml")})
+
+
+def test_broken_yaml_is_reported_with_its_line(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "s.yml", "server:\n  port: [8000\n")
+    with pytest.raises(SettingsError, match="not valid YAML at line"):
+        load_settings(environ={}, config_file=config)
+
+
+def test_sections_must_be_mappings(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "s.yml", "server: 8000\n")
+    with pytest.raises(SettingsError, match="'server' must be a mapping"):
+        load_settings(environ={}, config_file=config)
+
+
+def test_choices_ignore_case() -> None:
+    loaded = load_settings(environ={"{{ cookiecutter.package_name | upper }}_LOGGING_LEVEL": "DEBUG"})
+    assert loaded.settings.logging.level == "debug"
+
+
+def test_every_setting_is_documented_in_settings_yml() -> None:
+    documented = yaml.safe_load((PROJECT_ROOT / "settings.yml").read_text(encoding="utf-8"))
+    flat = {f"{name}.{key}": value for name, values in documented.items() for key, value in values.items()}
+    assert flat == {spec.key: spec.default for spec in iter_specs()}
+
+
+def test_dump_round_trips_and_names_sources() -> None:
+    loaded = load_settings(cli={"server_workers": "2"}, environ={})
+    text = dump_settings(loaded)
+    assert "workers: 2  # cli" in text
+    assert "port: {{ cookiecutter.http_port }}  # default" in text
+    assert yaml.safe_load(text)["server"]["workers"] == 2
+
+
+@section
+class _DemoSection:
+    token: str = setting(default="", help="A secret token.", secret=True)
+    enabled: bool = setting(default=False, help="A switch.")
+    endpoint: str | None = setting(default=None, help="An optional URL.")
+
+
+@dataclasses.dataclass(frozen=True)
+class _DemoSettings:
+    demo: _DemoSection = dataclasses.field(default_factory=_DemoSection)
+
+
+def test_secrets_are_redacted_when_shown_and_in_errors() -> None:
+    environ = {"{{ cookiecutter.package_name | upper }}_DEMO_TOKEN": "s3cr3t", "{{ cookiecutter.package_name | upper }}_DEMO_ENABLED": "yes"}
+    loaded = load_settings(environ=environ, root=_DemoSettings)
+    assert isinstance(loaded.settings, _DemoSettings)
+    assert loaded.settings.demo.token == "s3cr3t"
+    assert loaded.settings.demo.enabled is True
+    assert loaded.settings.demo.endpoint is None
+    text = dump_settings(loaded, root=_DemoSettings)
+    assert "s3cr3t" not in text
+    assert f"token: '{REDACTED}'  # env" in text
+
+
+def test_bad_secret_value_is_not_echoed(tmp_path: Path) -> None:
+    config = write_config(tmp_path / "s.yml", "demo:\n  token: 12345\n")
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={}, config_file=config, root=_DemoSettings)
+    assert "12345" not in str(error.value)
+    assert REDACTED in str(error.value)
