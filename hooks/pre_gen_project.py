@@ -24,6 +24,8 @@ ANSWERS = {
 }
 
 MIN_PYTHON = (3, 11)
+# Longer names make unwieldy imports, environment variables and image names.
+MAX_NAME_LENGTH = 50
 
 # Top-level modules of the generated project's dependencies and tools: a package
 # with one of these names would shadow it (``import quart`` would find the service).
@@ -86,6 +88,8 @@ def check_slug() -> None:
             "must be lowercase letters, digits and single hyphens, starting with a letter "
             "(e.g. 'orders-service')",
         )
+    if len(slug) > MAX_NAME_LENGTH:
+        raise Refusal("project_slug", f"must be at most {MAX_NAME_LENGTH} characters long")
 
 
 def check_package_name() -> None:
@@ -96,6 +100,8 @@ def check_package_name() -> None:
             "must be a lowercase Python identifier: letters, digits and underscores, "
             "not starting with a digit (e.g. 'orders_service')",
         )
+    if len(name) > MAX_NAME_LENGTH:
+        raise Refusal("package_name", f"must be at most {MAX_NAME_LENGTH} characters long")
     if keyword.iskeyword(name) or keyword.issoftkeyword(name):
         raise Refusal("package_name", "is a Python keyword")
     if name in sys.stdlib_module_names:

@@ -9,9 +9,8 @@ import pytest
 from click.testing import CliRunner
 
 from {{ cookiecutter.package_name }} import cli
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
 from {{ cookiecutter.package_name }}.settings import Settings, iter_specs
-
-PREFIX = "{{ cookiecutter.package_name | upper }}"
 
 
 @pytest.fixture

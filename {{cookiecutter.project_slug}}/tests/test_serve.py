@@ -15,6 +15,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
+
 START_TIMEOUT = 20.0
 
 
@@ -50,7 +52,7 @@ def wait_until_ready(process: subprocess.Popen[str], base_url: str) -> None:
 @pytest.fixture
 def service() -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
-    env = {**os.environ, "{{ cookiecutter.package_name | upper }}_SERVER_HOST": "127.0.0.1", "{{ cookiecutter.package_name | upper }}_SERVER_PORT": str(port)}
+    env = {**os.environ, f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port)}
     process = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}"],
         env=env,

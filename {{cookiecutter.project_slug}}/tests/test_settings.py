@@ -19,6 +19,7 @@ from {{ cookiecutter.package_name }}.settings import (
     section,
     setting,
 )
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -37,7 +38,7 @@ def test_defaults_when_nothing_is_set() -> None:
 
 def test_precedence_is_cli_then_env_then_file_then_default(tmp_path: Path) -> None:
     config = write_config(tmp_path / "s.yml", "server:\n  port: 9001\n  host: 127.0.0.1\n  workers: 3\n")
-    environ = {"{{ cookiecutter.package_name | upper }}_SERVER_PORT": "9002", "{{ cookiecutter.package_name | upper }}_SERVER_HOST": "::1"}
+    environ = {f"{PREFIX}_SERVER_PORT": "9002", f"{PREFIX}_SERVER_HOST": "::1"}
     loaded = load_settings(cli={"server_port": "9003"}, environ=environ, config_file=config)
     assert loaded.settings.server.port == 9003
     assert loaded.sources["server.port"] == "cli"
@@ -64,12 +65,12 @@ def test_settings_file_named_by_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("environ", "expected"),
     [
-        ({"{{ cookiecutter.package_name | upper }}_SERVER_PORT": "http"}, "server.port = 'http'"),
-        ({"{{ cookiecutter.package_name | upper }}_SERVER_PORT": "0"}, "an integer from 1 to 65535"),
-        ({"{{ cookiecutter.package_name | upper }}_SERVER_WORKERS": "-2"}, "server.workers"),
-        ({"{{ cookiecutter.package_name | upper }}_LOGGING_LEVEL": "loud"}, "one of debug, info, warning, error, critical"),
-        ({"{{ cookiecutter.package_name | upper }}_SHUTDOWN_GRACE_PERIOD": "nan"}, "shutdown.grace_period"),
-        ({"{{ cookiecutter.package_name | upper }}_SHUTDOWN_GRACE_PERIOD": "-1"}, "a number from 0 to 3600"),
+        ({f"{PREFIX}_SERVER_PORT": "http"}, "server.port = 'http'"),
+        ({f"{PREFIX}_SERVER_PORT": "0"}, "an integer from 1 to 65535"),
+        ({f"{PREFIX}_SERVER_WORKERS": "-2"}, "server.workers"),
+        ({f"{PREFIX}_LOGGING_LEVEL": "loud"}, "one of debug, info, warning, error, critical"),
+        ({f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": "nan"}, "shutdown.grace_period"),
+        ({f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": "-1"}, "a number from 0 to 3600"),
     ],
 )
 def test_invalid_environment_values_name_the_key(environ: dict[str, str], expected: str) -> None:
@@ -116,7 +117,7 @@ def test_sections_must_be_mappings(tmp_path: Path) -> None:
 
 
 def test_choices_ignore_case() -> None:
-    loaded = load_settings(environ={"{{ cookiecutter.package_name | upper }}_LOGGING_LEVEL": "DEBUG"})
+    loaded = load_settings(environ={f"{PREFIX}_LOGGING_LEVEL": "DEBUG"})
     assert loaded.settings.logging.level == "debug"
 
 
@@ -147,7 +148,7 @@ class _DemoSettings:
 
 
 def test_secrets_are_redacted_when_shown_and_in_errors() -> None:
-    environ = {"{{ cookiecutter.package_name | upper }}_DEMO_TOKEN": "s3cr3t", "{{ cookiecutter.package_name | upper }}_DEMO_ENABLED": "yes"}
+    environ = {f"{PREFIX}_DEMO_TOKEN": "s3cr3t", f"{PREFIX}_DEMO_ENABLED": "yes"}
     loaded = load_settings(environ=environ, root=_DemoSettings)
     assert isinstance(loaded.settings, _DemoSettings)
     assert loaded.settings.demo.token == "s3cr3t"

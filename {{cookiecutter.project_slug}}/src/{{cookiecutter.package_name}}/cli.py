@@ -1,4 +1,7 @@
-"""The service's one entrypoint: ``{{ cookiecutter.project_slug }}`` or ``python -m {{ cookiecutter.package_name }}``.
+"""The service's one entrypoint, run as either of:
+
+    {{ cookiecutter.project_slug }}
+    python -m {{ cookiecutter.package_name }}
 
 Commands: ``serve`` (the default when no command is named), ``config check`` and
 ``config show``.  Each takes every setting as a flag (see ``--help``); settings
@@ -10,7 +13,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 from quart import Quart
@@ -34,7 +37,6 @@ DEFAULT_COMMAND = "serve"
 EXIT_BAD_CONFIG = 2
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
-CommandT = TypeVar("CommandT", bound=Callable[..., Any])
 
 
 class DefaultCommandGroup(click.Group):
@@ -57,7 +59,7 @@ class DefaultCommandGroup(click.Group):
         super().format_epilog(ctx, formatter)
 
 
-def settings_options(command: CommandT) -> CommandT:
+def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """Add ``--config`` and one flag per declared setting to a command."""
     for spec in reversed(list(iter_specs())):
         help_text = f"{spec.help} [default: {spec.default!r}; env: {spec.env_var}]"
@@ -97,7 +99,7 @@ def build_app(settings: Settings) -> Quart:
 @click.group(cls=DefaultCommandGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name=DISTRIBUTION_NAME)
 def main() -> None:
-    """{{ cookiecutter.project_slug }}: run the service (`serve`, the default) or inspect its configuration."""
+    """Run the service (`serve`, the default) or inspect its configuration (`config`)."""
 
 
 @main.command(DEFAULT_COMMAND)

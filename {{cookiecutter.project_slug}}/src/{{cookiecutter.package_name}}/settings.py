@@ -1,9 +1,10 @@
 """Every setting of the service, declared once.
 
 A setting is a field of one of the section classes below.  From that one
-declaration come the settings file key (``server.port``), the command-line flag
-(``--server-port``), the environment variable (``{{ cookiecutter.package_name | upper }}_SERVER_PORT``),
-the default, the validation and the ``--help`` text.
+declaration come the settings file key, the command-line flag, the environment
+variable, the default, the validation and the ``--help`` text, e.g.:
+
+    server.port    --server-port    {{ cookiecutter.package_name | upper }}_SERVER_PORT
 
 Nothing here reads the environment or a file at import time: ``load_settings``
 does, when the entrypoint calls it.  Tests build ``Settings(...)`` directly.
@@ -20,7 +21,7 @@ import os
 import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, TypeVar, Union, dataclass_transform, get_args, get_origin, get_type_hints
+from typing import Any, Literal, Union, dataclass_transform, get_args, get_origin, get_type_hints
 
 import yaml
 
@@ -34,8 +35,6 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
-
-SectionT = TypeVar("SectionT")
 
 
 def setting(
@@ -52,7 +51,7 @@ def setting(
 
 
 @dataclass_transform(frozen_default=True, field_specifiers=(setting,))
-def section(cls: type[SectionT]) -> type[SectionT]:
+def section(cls: type[Any]) -> type[Any]:
     """Make a class a frozen section of settings (a dataclass whose fields use ``setting``)."""
     return dataclasses.dataclass(frozen=True)(cls)
 

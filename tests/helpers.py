@@ -1,0 +1,107 @@
+"""Rendering and process helpers shared by the template's tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+TEMPLATE_DIR = Path(__file__).resolve().parents[1]
+DEFAULT_SLUG = "my-service"
+DEFAULT_PACKAGE = "my_service"
+TEMPLATE_SYNTAX = ("{{", "}}", "{%", "%}", "{#", "#}", "cookiecutter.")
+
+
+@dataclass
+class Render:
+    """The outcome of one ``cookiecutter`` run."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+    output_dir: Path
+    seconds: float
+
+    def project(self, slug: str = DEFAULT_SLUG) -> Path:
+        return self.output_dir / slug
+
+
+def clean_env(**overrides: str) -> dict[str, str]:
+    """The caller's environment without anything that would leak into a nested pytest or service."""
+    env = {
+        name: value
+        for name, value in os.environ.items()
+        if not name.startswith(("PYTEST_", "MY_SERVICE_", "VIRTUAL_ENV", "PYCHASSIS_"))
+    }
+    env.update(overrides)
+    return env
+
+
+def render(
+    output_dir: Path,
+    answers: dict[str, object] | None = None,
+    *,
+    skip_lock: bool = True,
+    extra_args: tuple[str, ...] = (),
+    env: dict[str, str] | None = None,
+    template: Path = TEMPLATE_DIR,
+    timeout: float = 900,
+) -> Render:
+    """Run cookiecutter as a user would, non-interactively, with ``answers`` as extra context."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    context = [f"{key}={value}" for key, value in (answers or {}).items()]
+    environment = clean_env(**(env or {}))
+    if skip_lock:
+        environment["PYCHASSIS_SKIP_LOCK"] = "1"
+    started = time.monotonic()
+    result = subprocess.run(
+        [sys.executable, "-m", "cookiecutter", "--no-input", "--output-dir", str(output_dir), *extra_args,
+         str(template), *context],
+        capture_output=True,
+        text=True,
+        env=environment,
+        timeout=timeout,
+        check=False,
+    )
+    return Render(result.returncode, result.stdout, result.stderr, output_dir, time.monotonic() - started)
+
+
+def files_of(project: Path) -> list[Path]:
+    skipped = {".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    return [path for path in project.rglob("*") if path.is_file() and not skipped & set(path.parts)]
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def get_json(url: str, timeout: float = 3) -> tuple[int, dict]:
+    try:
+        with urllib.request.urlopen(url, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.load(error)
+
+
+def wait_for_status(process: subprocess.Popen, url: str, status: int = 200, timeout: float = 30) -> float:
+    """Poll ``url`` until it answers ``status``; return how long that took."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout:
+        if process.poll() is not None:
+            raise AssertionError(f"the service exited early with code {process.returncode}")
+        try:
+            if get_json(url)[0] == status:
+                return time.monotonic() - started
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise AssertionError(f"{url} did not answer {status} within {timeout} s")

@@ -1,0 +1,120 @@
+"""The post-generation hook when the index is away, and generation through cruft."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import TEMPLATE_DIR, clean_env, render
+
+OFFLINE_LIMIT = 60.0
+
+
+@pytest.fixture
+def blackhole_index() -> Iterator[str]:
+    """An index URL whose server accepts connections and never answers."""
+    server = socket.create_server(("127.0.0.1", 0))
+    accepted: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                accepted.append(server.accept()[0])
+            except TimeoutError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.getsockname()[1]}/simple/"
+    stop.set()
+    thread.join()
+    for connection in accepted:
+        connection.close()
+    server.close()
+
+
+def closed_port_index() -> str:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    return f"http://127.0.0.1:{port}/simple/"
+
+
+@pytest.mark.parametrize("kind", ["refused", "blackhole"])
+def test_unreachable_index_fails_fast_and_says_how_to_go_offline(
+    tmp_path: Path, kind: str, blackhole_index: str
+) -> None:
+    index = closed_port_index() if kind == "refused" else blackhole_index
+    result = render(tmp_path, skip_lock=False, env={"UV_DEFAULT_INDEX": index}, timeout=120)
+    assert result.returncode != 0
+    assert result.seconds < OFFLINE_LIMIT
+    assert "cannot be reached" in result.stderr
+    assert "PYCHASSIS_SKIP_LOCK=1" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_skip_lock_generates_offline(tmp_path: Path) -> None:
+    result = render(tmp_path, env={"UV_DEFAULT_INDEX": closed_port_index()})
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    assert not (project / "requirements.lock").exists()
+    assert not (project / ".venv").exists()
+
+
+def test_verify_false_locks_without_installing(tmp_path: Path) -> None:
+    result = render(tmp_path, {"verify": False}, skip_lock=False)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        text = (project / lock).read_text(encoding="utf-8")
+        assert "--hash=sha256:" in text
+        assert "quart==" in text
+    assert "pytest==" not in (project / "requirements.lock").read_text(encoding="utf-8")
+    assert "pytest==" in (project / "requirements-dev.lock").read_text(encoding="utf-8")
+    assert not (project / ".venv").exists()
+    assert "verification skipped" in result.stdout
+
+
+def test_skip_verify_switch_matches_verify_false(tmp_path: Path) -> None:
+    result = render(tmp_path, skip_lock=False, env={"PYCHASSIS_SKIP_VERIFY": "1"})
+    assert result.returncode == 0, result.stderr
+    assert (result.project() / "requirements-dev.lock").is_file()
+    assert not (result.project() / ".venv").exists()
+
+
+@pytest.fixture
+def template_repo(tmp_path: Path) -> Path:
+    """This template as a git repository, as cruft expects to find it."""
+    repo = tmp_path / "template"
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*_cache", "build", ".work")
+    shutil.copytree(TEMPLATE_DIR, repo, ignore=ignore)
+    git = ["git", "-c", "user.name=t", "-c", "user.email=t@example.com", "-C", str(repo)]
+    subprocess.run([*git, "init", "-q"], check=True)
+    subprocess.run([*git, "add", "-A"], check=True)
+    subprocess.run([*git, "commit", "-qm", "template"], check=True)
+    return repo
+
+
+def test_cruft_create_works(tmp_path: Path, template_repo: Path) -> None:
+    out = tmp_path / "out"
+    out.mkdir()
+    env = clean_env(PYCHASSIS_SKIP_LOCK="1")
+    result = subprocess.run(
+        [sys.executable, "-m", "cruft", "create", "--no-input", "--output-dir", str(out), str(template_repo)],
+        capture_output=True, text=True, env=env, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    project = out / "my-service"
+    cruft = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
+    assert cruft["context"]["cookiecutter"]["package_name"] == "my_service"
+    assert (project / "src" / "my_service" / "cli.py").is_file()

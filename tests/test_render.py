@@ -1,0 +1,191 @@
+"""Fast tier: render projects (no locking) and check what comes out."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, TEMPLATE_SYNTAX, clean_env, files_of, render
+
+EXPECTED_FILES = [
+    "pyproject.toml",
+    "settings.yml",
+    "Makefile",
+    "README.md",
+    ".gitignore",
+    "src/{package}/__init__.py",
+    "src/{package}/__main__.py",
+    "src/{package}/cli.py",
+    "src/{package}/settings.py",
+    "src/{package}/app.py",
+    "src/{package}/views/__init__.py",
+    "src/{package}/views/home.py",
+    "src/{package}/chassis/logging.py",
+    "src/{package}/chassis/health.py",
+    "src/{package}/chassis/server.py",
+    "tests/conftest.py",
+]
+
+# Each edge or combination is linted and type-checked as generated.
+LINTED_RENDERS = {
+    "defaults": {},
+    "edges": {
+        # The longest names the hook accepts (50 characters) must still lint clean.
+        "project_name": "Billing Reconciliation And Settlement Gateway",
+        "project_slug": "billing-reconciliation-and-settlement-gateway-serv",
+        "package_name": "billing_reconciliation_and_settlement_gateway_serv",
+        "http_port": 65535,
+        "python_version": "3.13",
+        "version": "1.0.0rc1",
+    },
+    "lowest-port": {"project_name": "A", "project_slug": "a", "package_name": "a", "http_port": 1},
+}
+
+# cookiecutter renders answers as Jinja before any hook runs, so literal braces reach the
+# template through a raw block; what arrives must then land verbatim, never rendered again.
+HOSTILE_ANSWER = (
+    'Quote " single \' backslash \\ tab \t newline \n {% raw %}{{ cookiecutter.project_name }} {%{% endraw %} '
+    '"""; import os; os.system("touch /tmp/pychassis-pwned") # ]] } \u00e9\u00e8 \u65e5\u672c '
+    "\U0001f680 \u202e rtl \u007f del \u0085 nel \u2028 sep"
+)
+HOSTILE_TEXT = HOSTILE_ANSWER.replace("{% raw %}", "").replace("{% endraw %}", "")
+
+
+def assert_no_template_syntax(project: Path) -> None:
+    for path in files_of(project):
+        assert not any(mark in str(path.relative_to(project)) for mark in TEMPLATE_SYNTAX), path
+        text = path.read_text(encoding="utf-8")
+        for mark in TEMPLATE_SYNTAX:
+            assert mark not in text, f"{mark!r} left in {path.relative_to(project)}"
+
+
+def assert_parses(project: Path) -> dict:
+    """Every Python, TOML and YAML file of the project parses; returns pyproject.toml's data."""
+    for path in files_of(project):
+        if path.suffix == ".py":
+            ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
+        elif path.suffix in {".yml", ".yaml"}:
+            yaml.safe_load(path.read_text(encoding="utf-8"))
+    return tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+
+
+def run_tool(project: Path, *command: str) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", *command], cwd=project, capture_output=True, text=True, env=clean_env(), check=False
+    )
+    assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
+
+
+def test_defaults_render_every_expected_file(tmp_path: Path) -> None:
+    result = render(tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    for name in EXPECTED_FILES:
+        assert (project / name.format(package=DEFAULT_PACKAGE)).is_file(), name
+    assert_no_template_syntax(project)
+    pyproject = assert_parses(project)
+    assert pyproject["project"]["name"] == DEFAULT_SLUG
+    assert pyproject["project"]["requires-python"] == ">=3.11"
+    assert pyproject["project"]["scripts"] == {DEFAULT_SLUG: f"{DEFAULT_PACKAGE}.cli:main"}
+    assert set(pyproject["project"]["optional-dependencies"]) == {"dev", "test"}
+    settings = yaml.safe_load((project / "settings.yml").read_text(encoding="utf-8"))
+    assert settings["server"]["port"] == 8000
+    assert "PYCHASSIS_SKIP_LOCK" in result.stdout
+    assert not (project / "requirements.lock").exists()
+
+
+@pytest.mark.parametrize("name", sorted(LINTED_RENDERS))
+def test_rendered_project_is_lint_and_type_clean(tmp_path: Path, name: str) -> None:
+    answers = LINTED_RENDERS[name]
+    result = render(tmp_path, answers)
+    assert result.returncode == 0, result.stderr
+    project = next(tmp_path.iterdir())
+    assert_no_template_syntax(project)
+    assert_parses(project)
+    run_tool(project, "ruff", "check", "--no-cache", ".")
+    run_tool(project, "ruff", "format", "--no-cache", "--check", ".")
+    run_tool(project, "mypy", "--no-incremental", "--cache-dir", "/dev/null")
+    if "http_port" in answers:
+        settings = yaml.safe_load((project / "settings.yml").read_text(encoding="utf-8"))
+        assert settings["server"]["port"] == answers["http_port"]
+
+
+def test_hostile_free_text_gives_a_valid_project(tmp_path: Path) -> None:
+    pwned = Path("/tmp/pychassis-pwned")
+    pwned.unlink(missing_ok=True)
+    answers = {
+        "project_name": HOSTILE_ANSWER,
+        "description": HOSTILE_ANSWER,
+        "author_name": HOSTILE_ANSWER,
+    }
+    result = render(tmp_path, answers)
+    assert result.returncode == 0, result.stderr
+    assert not pwned.exists(), "an answer was executed as code"
+    project = next(tmp_path.iterdir())
+    pyproject = assert_parses(project)
+    # Free text arrives exactly as given, whatever it contains.
+    assert pyproject["project"]["description"] == HOSTILE_TEXT
+    assert pyproject["project"]["authors"] == [{"name": HOSTILE_TEXT, "email": "you@example.com"}]
+    # The slug derived from a hostile name is still a valid slug.
+    assert project.name.replace("-", "").isalnum() and project.name.islower()
+    assert len(project.name) <= 40
+    run_tool(project, "ruff", "check", "--no-cache", ".")
+    run_tool(project, "ruff", "format", "--no-cache", "--check", ".")
+
+
+REFUSALS = [
+    ({"package_name": "My-Package"}, "package_name = 'My-Package': must be a lowercase Python identifier"),
+    ({"package_name": "1service"}, "package_name = '1service': must be a lowercase Python identifier"),
+    ({"package_name": "class"}, "package_name = 'class': is a Python keyword"),
+    ({"package_name": "match"}, "package_name = 'match': is a Python keyword"),
+    ({"package_name": "json"}, "package_name = 'json': shadows a module of the Python standard library"),
+    ({"package_name": "asyncio"}, "package_name = 'asyncio': shadows a module of the Python standard library"),
+    ({"package_name": "test"}, "package_name = 'test': is reserved by the project layout or by test discovery"),
+    ({"package_name": "quart"}, "package_name = 'quart': shadows a module the service depends on"),
+    ({"package_name": "tests"}, "package_name = 'tests': is reserved"),
+    ({"project_slug": "My_Service"}, "project_slug = 'My_Service': must be lowercase letters, digits and single hyphens"),
+    ({"project_slug": "svc--x"}, "project_slug = 'svc--x': must be lowercase letters"),
+    ({"project_slug": "-svc"}, "project_slug = '-svc': must be lowercase letters"),
+    ({"project_slug": "s" * 51}, f"project_slug = '{'s' * 51}': must be at most 50 characters long"),
+    ({"package_name": "p" * 51}, f"package_name = '{'p' * 51}': must be at most 50 characters long"),
+    ({"http_port": 0}, "http_port = '0': must be a whole number from 1 to 65535"),
+    ({"http_port": 65536}, "http_port = '65536': must be a whole number from 1 to 65535"),
+    ({"http_port": "80a"}, "http_port = '80a': must be a whole number"),
+    ({"author_email": "not-an-address"}, "author_email = 'not-an-address': must be an e-mail address"),
+    ({"author_email": "a@b"}, "author_email = 'a@b': must be an e-mail address"),
+    ({"version": "one"}, "version = 'one': must be a PEP 440 version"),
+    ({"version": "1.0-final"}, "version = '1.0-final': must be a PEP 440 version"),
+    ({"python_version": "3.10"}, "python_version = '3.10': must be 3.11 or newer"),
+    ({"python_version": "2.7"}, "python_version = '2.7': must be a Python version such as '3.11'"),
+    ({"python_version": "3.11.4"}, "python_version = '3.11.4': must be a Python version"),
+    ({"description": "   "}, "description = '   ': must not be empty"),
+]
+
+
+@pytest.mark.parametrize(("answers", "message"), REFUSALS, ids=[m.split(" = ")[0] + "-" + str(i) for i, (_, m) in enumerate(REFUSALS)])
+def test_bad_answers_are_refused_with_a_clear_line(tmp_path: Path, answers: dict, message: str) -> None:
+    result = render(tmp_path, answers)
+    assert result.returncode != 0
+    assert f"error: {message}" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir()), "nothing may be rendered for refused answers"
+
+
+def test_all_refusals_are_reported_at_once(tmp_path: Path) -> None:
+    result = render(tmp_path, {"http_port": 0, "version": "x", "author_email": "x"})
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert [line.split(" = ")[0] for line in errors] == ["error: author_email", "error: version", "error: http_port"]
+
+
+def test_cookiecutter_json_prompts_every_answer() -> None:
+    spec = json.loads((Path(__file__).parents[1] / "cookiecutter.json").read_text(encoding="utf-8"))
+    answers = [key for key in spec if not key.startswith("_")]
+    assert set(spec["__prompts__"]) == set(answers)

@@ -1,0 +1,192 @@
+"""Slow tier: generate with verification on, then run the service as a real process."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import venv
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, Render, clean_env, free_port, get_json, render, wait_for_status
+
+pytestmark = pytest.mark.slow
+
+PREFIX = DEFAULT_PACKAGE.upper()
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Render:
+    """The default project, generated exactly as a user would: locked, installed, tested."""
+    result = render(tmp_path_factory.mktemp("verified"), skip_lock=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"\n[figures] generation with verification took {result.seconds:.1f} s")
+    return result
+
+
+@pytest.fixture(scope="module")
+def project(generated: Render) -> Path:
+    return generated.project()
+
+
+def python_of(project: Path) -> str:
+    return str(project / ".venv" / "bin" / "python")
+
+
+def run_cli(project: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [python_of(project), "-m", DEFAULT_PACKAGE, *args],
+        cwd=project, capture_output=True, text=True, env=clean_env(**(env or {})), timeout=60, check=False,
+    )
+
+
+@pytest.fixture
+def start_service(project: Path) -> Iterator:
+    """Start the service (``python -m <package> ...``) on a free port; stop whatever is left at the end."""
+    processes: list[subprocess.Popen[str]] = []
+
+    def start(*args: str, **env: str) -> tuple[subprocess.Popen[str], str]:
+        port = free_port()
+        environment = clean_env(**{f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port)}, **env)
+        process = subprocess.Popen(
+            [python_of(project), "-m", DEFAULT_PACKAGE, *args],
+            cwd=project, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        )
+        processes.append(process)
+        return process, f"http://127.0.0.1:{port}"
+
+    yield start
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> tuple[str, str]:
+    process.send_signal(signum)
+    stdout, stderr = process.communicate(timeout=40)
+    return stdout, stderr
+
+
+def test_generation_locked_installed_and_tested(generated: Render, project: Path) -> None:
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        lines = [line for line in (project / lock).read_text(encoding="utf-8").splitlines() if "==" in line]
+        assert lines, lock
+        text = (project / lock).read_text(encoding="utf-8")
+        assert text.count("==") <= text.count("--hash=sha256:"), f"every pin in {lock} carries hashes"
+    assert "verified in" in generated.stdout
+    assert (project / ".venv" / ".installed").is_file()
+
+
+def test_service_serves_and_stops_cleanly_on_sigterm(project: Path, start_service) -> None:
+    process, base = start_service()
+    seconds = wait_for_status(process, f"{base}/health/ready")
+    print(f"\n[figures] process start to /health/ready = 200: {seconds:.2f} s")
+    assert get_json(f"{base}/") == (200, {"name": DEFAULT_SLUG, "version": "0.1.0"})
+    assert get_json(f"{base}/health/live") == (200, {"status": "UP"})
+    stdout, stderr = stop(process)
+    assert process.returncode == 0, stderr
+    assert "Traceback" not in stdout + stderr
+    lines = stdout.splitlines()
+    assert lines, "the service logs to stdout"
+    for line in lines:
+        record = json.loads(line)
+        assert {"timestamp", "level", "event", "service", "version", "logger"} <= set(record), line
+    assert any(json.loads(line)["event"] == "server stopped" for line in lines)
+
+
+def test_sigint_stops_cleanly_too(project: Path, start_service) -> None:
+    process, base = start_service("serve")
+    wait_for_status(process, f"{base}/health/ready")
+    stop(process, signal.SIGINT)
+    assert process.returncode == 0
+
+
+def test_two_workers_serve_and_stop(project: Path, start_service) -> None:
+    process, base = start_service("--server-workers", "2")
+    wait_for_status(process, f"{base}/health/ready")
+    for _ in range(20):
+        assert get_json(f"{base}/")[0] == 200
+    stdout, stderr = stop(process)
+    assert process.returncode == 0, stderr
+    assert stdout.count('"event": "server stopped"') == 2
+
+
+def test_console_script_is_installed(project: Path) -> None:
+    result = subprocess.run(
+        [str(project / ".venv" / "bin" / DEFAULT_SLUG), "--version"], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0
+    assert "0.1.0" in result.stdout
+
+
+def test_config_show_reports_sources(project: Path) -> None:
+    result = run_cli(project, "config", "show", "--server-workers", "3", env={f"{PREFIX}_LOGGING_LEVEL": "debug"})
+    assert result.returncode == 0, result.stderr
+    assert "# settings file: settings.yml" in result.stdout
+    assert "  workers: 3  # cli" in result.stdout
+    assert "  level: debug  # env" in result.stdout
+    assert "  port: 8000  # file" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (("config", "check"), {f"{PREFIX}_SERVER_PORT": "eighty"}, "server.port = 'eighty'"),
+        (("serve", "--server-workers", "0"), {}, "server.workers = '0' (from --server-workers)"),
+        (("serve",), {f"{PREFIX}_CONFIG": "/nonexistent.yml"}, "does not exist"),
+    ],
+)
+def test_bad_setting_exits_2_without_traceback(project: Path, args: tuple, env: dict, expected: str) -> None:
+    result = run_cli(project, *args, env=env)
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_taken_port_is_a_clear_error(project: Path, start_service) -> None:
+    process, base = start_service()
+    wait_for_status(process, f"{base}/health/ready")
+    port = base.rsplit(":", 1)[1]
+    result = run_cli(project, "--server-host", "127.0.0.1", "--server-port", port)
+    assert result.returncode == 1
+    assert "cannot listen on 127.0.0.1:" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_make_targets_work(project: Path) -> None:
+    for target in ("help", "test", "lint"):
+        result = subprocess.run(["make", target], cwd=project, capture_output=True, text=True, env=clean_env(), check=False)
+        assert result.returncode == 0, f"make {target}:\n{result.stdout}\n{result.stderr}"
+
+
+def test_plain_pip_install_and_pytest_work_without_make(project: Path, tmp_path: Path) -> None:
+    """In a fresh virtualenv, the runtime lock installs with hashes, and `pip install -e '.[dev]'` + pytest pass."""
+    env_dir = tmp_path / "venv"
+    venv.create(env_dir, with_pip=True)
+    pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet"]
+    env = clean_env()
+    subprocess.run([*pip, "--require-hashes", "-r", "requirements.lock"], cwd=project, env=env, check=True)
+    subprocess.run([*pip, "-e", ".[dev]"], cwd=project, env=env, check=True)
+    result = subprocess.run(
+        [str(env_dir / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+        cwd=project, capture_output=True, text=True, env=env, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_generating_again_over_the_project_is_safe(generated: Render, project: Path) -> None:
+    locks = {name: (project / name).read_text(encoding="utf-8") for name in ("requirements.lock", "requirements-dev.lock")}
+    started = time.monotonic()
+    again = render(generated.output_dir, skip_lock=False, extra_args=("--overwrite-if-exists",))
+    assert again.returncode == 0, again.stdout + again.stderr
+    print(f"\n[figures] re-generation over the verified project took {time.monotonic() - started:.1f} s")
+    for name, text in locks.items():
+        assert (project / name).read_text(encoding="utf-8") == text, f"{name} changed on re-run"
