@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -190,3 +190,32 @@ def test_generating_again_over_the_project_is_safe(generated: Render, project: P
     print(f"\n[figures] re-generation over the verified project took {time.monotonic() - started:.1f} s")
     for name, text in locks.items():
         assert (project / name).read_text(encoding="utf-8") == text, f"{name} changed on re-run"
+
+
+def readme_commands() -> list[str]:
+    """The commands of the README's first two ``bash`` blocks, as a newcomer would paste them."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    blocks = readme.split("```bash\n")[1:3]
+    return [block.split("```")[0].strip() for block in blocks]
+
+
+def test_readme_generate_command_works_from_a_cold_start(tmp_path: Path) -> None:
+    """The README's generate command, verbatim, in a fresh checkout with no uv and empty caches."""
+    checkout = tmp_path / "checkout"
+    ignore = shutil.ignore_patterns(".git", ".venv", "__pycache__", "*_cache", "build", ".work")
+    shutil.copytree(Path(__file__).resolve().parents[1], checkout, ignore=ignore)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(sys.executable)
+    env = clean_env(PATH=f"{bin_dir}:/usr/bin:/bin", XDG_CACHE_HOME=str(tmp_path / "cache"), HOME=str(tmp_path))
+    generate, run = readme_commands()
+    started = time.monotonic()
+    result = subprocess.run(["bash", "-c", generate], cwd=checkout, env=env, capture_output=True, text=True, check=False)
+    seconds = time.monotonic() - started
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    print(f"\n[figures] README generate command, cold caches, uv bootstrapped: {seconds:.1f} s")
+    project = checkout / "build" / DEFAULT_SLUG
+    assert "installing it into" in result.stdout, "uv was bootstrapped, not found"
+    assert (project / "requirements.lock").is_file()
+    assert (project / ".venv" / ".installed").is_file()
+    assert run == "cd build/my-service && make run"

@@ -127,6 +127,12 @@ def test_every_setting_is_documented_in_settings_yml() -> None:
     assert flat == {spec.key: spec.default for spec in iter_specs()}
 
 
+def test_every_setting_is_documented_in_the_readme() -> None:
+    readme = (PROJECT_ROOT / "README.md").read_text(encoding="utf-8")
+    for spec in iter_specs():
+        assert f"| `{spec.key}` | `{spec.flag}` | `{spec.env_var}` |" in readme, spec.key
+
+
 def test_dump_round_trips_and_names_sources() -> None:
     loaded = load_settings(cli={"server_workers": "2"}, environ={})
     text = dump_settings(loaded)
