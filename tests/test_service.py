@@ -84,6 +84,26 @@ def test_generation_locked_installed_and_tested(generated: Render, project: Path
     assert (project / ".venv" / ".installed").is_file()
 
 
+@pytest.mark.parametrize(
+    ("platform", "python"),
+    [("x86_64-unknown-linux-gnu", "3.11"), ("aarch64-unknown-linux-gnu", "3.11"),
+     ("x86_64-unknown-linux-gnu", "3.13"), ("aarch64-unknown-linux-gnu", "3.13")],
+)
+def test_locks_install_on_every_supported_platform(project: Path, tmp_path: Path, platform: str, python: str) -> None:
+    """The universal locks resolve, with hashes, for Linux x86_64 and aarch64 and newer Pythons."""
+    from uv import find_uv_bin
+
+    for lock in ("requirements.lock", "requirements-dev.lock"):
+        target = tmp_path / lock
+        result = subprocess.run(
+            [find_uv_bin(), "pip", "install", "--quiet", "--target", str(target), "--python-platform", platform,
+             "--python-version", python, "--require-hashes", "--no-deps", "-r", lock],
+            cwd=project, capture_output=True, text=True, env=clean_env(), check=False,
+        )
+        assert result.returncode == 0, result.stderr
+        assert any(target.glob("quart-*.dist-info"))
+
+
 def test_service_serves_and_stops_cleanly_on_sigterm(project: Path, start_service) -> None:
     process, base = start_service()
     seconds = wait_for_status(process, f"{base}/health/ready")
