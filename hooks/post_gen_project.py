@@ -137,8 +137,13 @@ def run_step(what: str, command: list, *, timeout: int, log: Path | None = None,
     except OSError as error:
         raise HookFailure(f"{what} could not start: {error}") from None
     if result.returncode != 0:
-        detail = f"see the log: {log}" if log else output.strip()[-4000:]
+        detail = output.strip()[-4000:] if log is None else f"the log ends with:\n{tail(log)}"
         raise HookFailure(f"{what} failed (exit code {result.returncode}); {detail}")
+
+
+def tail(log: Path, lines: int = 15) -> str:
+    text = log.read_text(encoding="utf-8", errors="replace").rstrip().splitlines()
+    return "\n".join(f"    {line}" for line in text[-lines:])
 
 
 def lock(uv: str, project: Path) -> None:

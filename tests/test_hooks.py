@@ -118,3 +118,25 @@ def test_cruft_create_works(tmp_path: Path, template_repo: Path) -> None:
     cruft = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
     assert cruft["context"]["cookiecutter"]["package_name"] == "my_service"
     assert (project / "src" / "my_service" / "cli.py").is_file()
+
+
+def test_failed_lock_says_what_failed_and_how_to_skip(tmp_path: Path) -> None:
+    """An index that answers but lacks the packages: the hook names the step and the way out."""
+    empty_index = tmp_path / "index"
+    empty_index.mkdir()
+    result = render(tmp_path / "out", skip_lock=False, env={"UV_DEFAULT_INDEX": empty_index.as_uri()})
+    assert result.returncode != 0
+    assert "error: locking requirements.lock failed" in result.stderr
+    assert "PYCHASSIS_SKIP_VERIFY=1" in result.stderr
+    assert "--keep-project-on-failure" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_failed_verification_shows_the_cause_and_the_log(tmp_path: Path) -> None:
+    """A Python version no interpreter here provides: locking works, creating .venv cannot."""
+    result = render(tmp_path, {"python_version": "3.99"}, skip_lock=False)
+    assert result.returncode != 0
+    assert "error: creating .venv failed" in result.stderr
+    assert "the log ends with:" in result.stderr
+    assert "3.99" in result.stderr.split("the log ends with:")[1]
+    assert "[pychassis] full log: /" in result.stderr
