@@ -11,6 +11,7 @@ from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
 from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, Settings
 
 
@@ -34,6 +35,7 @@ async def app(settings: Settings) -> AsyncIterator[Quart]:
     """The app, started as a server would start it (startup and shutdown hooks run)."""
     app = create_app(settings)
     async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
         yield app
 
 

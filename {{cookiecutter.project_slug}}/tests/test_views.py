@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import platform
+
+from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME, __version__
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.settings import Settings
+from {{ cookiecutter.package_name }}.settings import BuildSettings, Settings
 
 
 async def test_index_names_the_service(client: QuartClient) -> None:
@@ -13,29 +16,19 @@ async def test_index_names_the_service(client: QuartClient) -> None:
     assert await response.get_json() == {"name": DISTRIBUTION_NAME, "version": __version__}
 
 
-async def test_liveness_is_up(client: QuartClient) -> None:
-    response = await client.get("/health/live")
+async def test_info_defaults_to_unknown_build(client: QuartClient) -> None:
+    response = await client.get("/info")
     assert response.status_code == 200
-    assert await response.get_json() == {"status": "UP"}
+    assert await response.get_json() == {
+        "name": DISTRIBUTION_NAME,
+        "version": __version__,
+        "commit": "unknown",
+        "build_time": "unknown",
+        "python": platform.python_version(),
+    }
 
 
-async def test_readiness_is_up_once_serving(client: QuartClient) -> None:
-    response = await client.get("/health/ready")
-    assert response.status_code == 200
-    assert await response.get_json() == {"status": "UP"}
-
-
-async def test_readiness_is_starting_before_serving() -> None:
-    app = create_app(Settings())
-    response = await app.test_client().get("/health/ready")
-    assert response.status_code == 503
-    assert await response.get_json() == {"status": "STARTING"}
-
-
-async def test_readiness_is_draining_after_serving() -> None:
-    app = create_app(Settings())
-    async with app.test_app():
-        pass
-    response = await app.test_client().get("/health/ready")
-    assert response.status_code == 503
-    assert await response.get_json() == {"status": "DRAINING"}
+async def test_info_shows_build_settings() -> None:
+    app: Quart = create_app(Settings(build=BuildSettings(commit="abc1234", time="2026-01-02T03:04:05Z")))
+    body = await (await app.test_client().get("/info")).get_json()
+    assert (body["commit"], body["build_time"]) == ("abc1234", "2026-01-02T03:04:05Z")

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import os
+import re
 import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -29,9 +30,12 @@ ENV_PREFIX = "{{ cookiecutter.package_name | upper }}"
 CONFIG_ENV_VAR = f"{ENV_PREFIX}_CONFIG"
 DEFAULT_CONFIG_FILE = Path("settings.yml")
 REDACTED = "***"
+# Where the app keeps its settings: ``app.config[SETTINGS_KEY]``.
+SETTINGS_KEY = "SETTINGS"
 
 Source = Literal["default", "file", "env", "cli"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
+LogFormat = Literal["json", "console"]
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
@@ -44,9 +48,13 @@ def setting(
     secret: bool = False,
     minimum: float | None = None,
     maximum: float | None = None,
+    pattern: tuple[str, str] | None = None,
 ) -> Any:
-    """Declare one setting: its default, its help text, whether it is secret and its bounds."""
-    metadata = {"help": help, "secret": secret, "minimum": minimum, "maximum": maximum}
+    """Declare one setting: default, help text, whether it is secret, and its bounds or pattern.
+
+    ``pattern`` is a regular expression the whole text must match, with a description of it.
+    """
+    metadata = {"help": help, "secret": secret, "minimum": minimum, "maximum": maximum, "pattern": pattern}
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -71,6 +79,47 @@ class ServerSettings:
 @section
 class LoggingSettings:
     level: LogLevel = setting(default="info", help="Lowest level that is logged.")
+    format: LogFormat = setting(default="json", help="json: one JSON object per line; console: for humans.")
+    access_log: bool = setting(default=True, help="Write one access line per request.")
+    access_log_probes: bool = setting(
+        default=False, help="Also write access lines for health probes and metrics scrapes."
+    )
+
+
+@section
+class MetricsSettings:
+    path: str = setting(
+        default="/metrics",
+        help="Path that serves Prometheus metrics.",
+        pattern=(r"/[A-Za-z0-9._~/-]*", "a URL path starting with /"),
+    )
+    multiprocess_root: str = setting(
+        default="/tmp",  # noqa: S108 - a writable folder; a fresh, private subfolder is made per run
+        help="Folder in which a fresh metrics folder is made per run when server.workers > 1.",
+    )
+
+
+@section
+class TracingSettings:
+    otlp_endpoint: str | None = setting(
+        default=None,
+        help="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); empty: no export.",
+        pattern=(r"https?://\S+", "an http:// or https:// URL"),
+    )
+    sample_ratio: float = setting(
+        default=1.0, help="Share of new traces that are sampled (parent-based).", minimum=0, maximum=1
+    )
+
+
+@section
+class HealthSettings:
+    show_details: bool = setting(default=True, help="Show each check's status in /health/ready.")
+
+
+@section
+class BuildSettings:
+    commit: str = setting(default="unknown", help="Git commit the service was built from (shown in /info).")
+    time: str = setting(default="unknown", help="When the service was built (shown in /info).")
 
 
 @section
@@ -89,6 +138,10 @@ class Settings:
 
     server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
+    metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
+    tracing: TracingSettings = dataclasses.field(default_factory=TracingSettings)
+    health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
+    build: BuildSettings = dataclasses.field(default_factory=BuildSettings)
     shutdown: ShutdownSettings = dataclasses.field(default_factory=ShutdownSettings)
 
 
@@ -108,6 +161,7 @@ class SettingSpec:
     secret: bool
     minimum: float | None
     maximum: float | None
+    pattern: tuple[str, str] | None
 
     @property
     def key(self) -> str:
@@ -143,6 +197,8 @@ class SettingSpec:
         kind = _optional_inner(self.type)
         if get_origin(kind) is Literal:
             text = "one of " + ", ".join(str(choice) for choice in get_args(kind))
+        elif self.pattern is not None:
+            text = self.pattern[1]
         else:
             noun = {int: "an integer", float: "a number", bool: "true or false", str: "a string"}
             text = noun.get(kind, str(kind))
@@ -163,6 +219,8 @@ class SettingSpec:
         kind = _optional_inner(self.type)
         value = _convert(kind, raw)
         if value is None:
+            raise ValueError(self.describe())
+        if self.pattern is not None and not re.fullmatch(self.pattern[0], value):
             raise ValueError(self.describe())
         if isinstance(value, int | float) and not isinstance(value, bool):
             too_low = self.minimum is not None and value < self.minimum
@@ -200,6 +258,7 @@ def iter_specs(root: type[Any] = Settings) -> Iterator[SettingSpec]:
                 secret=item.metadata["secret"],
                 minimum=item.metadata["minimum"],
                 maximum=item.metadata["maximum"],
+                pattern=item.metadata["pattern"],
             )
 
 

@@ -1,63 +1,121 @@
-"""Liveness and readiness probes.
+"""Health probes: liveness, readiness and startup.
 
-Liveness only says the process can answer; it never depends on other systems.
-Readiness is ``STARTING`` (503) until serving has started, ``UP`` (200) while
-serving, and ``DRAINING`` (503) once shutdown begins, so a load balancer stops
-sending traffic before the process goes away.
+- ``/health/live`` is 200 while the process can answer; it never asks other systems.
+- ``/health/ready`` is a state machine: ``STARTING`` (503) until all startup work
+  is done, ``UP`` (200), ``DOWN`` (503) while a critical registered check fails,
+  and ``DRAINING`` (503) once shutdown begins.
+- ``/health/startup`` is 503 until startup work is done, then 200 (for Kubernetes
+  startup probes).
+
+Checks are registered by the resources they watch: a name, an async callable that
+returns ``False`` or raises when unhealthy, whether it is critical and a timeout.
+Each probe runs the checks concurrently, each bounded by its timeout, so a slow
+or hanging check counts as ``DOWN`` and never hangs the probe.
 """
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import enum
+import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from quart import Blueprint, Quart, current_app
 
-blueprint = Blueprint("health", __name__, url_prefix="/health")
+from .logging import get_logger
 
 EXTENSION_KEY = "health"
+DEFAULT_CHECK_TIMEOUT = 2.0
+
+blueprint = Blueprint("health", __name__, url_prefix="/health")
+log = get_logger(__name__)
+
+Check = Callable[[], Awaitable[object]]
 
 
 class Readiness(enum.Enum):
     STARTING = "STARTING"
     UP = "UP"
+    DOWN = "DOWN"
     DRAINING = "DRAINING"
 
 
-class HealthState:
-    """The service's readiness; changed by the lifecycle, read by the probe."""
+@dataclasses.dataclass(frozen=True)
+class HealthCheck:
+    name: str
+    check: Check
+    critical: bool
+    timeout: float
 
-    def __init__(self) -> None:
-        self.readiness = Readiness.STARTING
 
-    def mark_up(self) -> None:
-        self.readiness = Readiness.UP
+@dataclasses.dataclass(frozen=True)
+class CheckResult:
+    up: bool
+    duration_ms: float
+
+
+class Health:
+    """The service's health: its lifecycle phase and the registered checks."""
+
+    def __init__(self, *, show_details: bool) -> None:
+        self.show_details = show_details
+        self._started = False
+        self._draining = False
+        self._checks: dict[str, HealthCheck] = {}
+
+    @property
+    def started(self) -> bool:
+        return self._started
+
+    def add_check(
+        self, name: str, check: Check, *, critical: bool = True, timeout: float = DEFAULT_CHECK_TIMEOUT
+    ) -> None:
+        """Register ``check``; a critical check that fails makes the service ``DOWN``."""
+        if name in self._checks:
+            raise ValueError(f"a health check named {name!r} is already registered")
+        self._checks[name] = HealthCheck(name, check, critical, timeout)
+
+    def mark_started(self) -> None:
+        self._started = True
 
     def mark_draining(self) -> None:
-        self.readiness = Readiness.DRAINING
+        self._draining = True
+
+    async def readiness(self) -> tuple[Readiness, dict[str, CheckResult]]:
+        if self._draining:
+            return Readiness.DRAINING, {}
+        if not self._started:
+            return Readiness.STARTING, {}
+        names = list(self._checks)
+        outcomes = await asyncio.gather(*(self._run(self._checks[name]) for name in names))
+        results = dict(zip(names, outcomes, strict=True))
+        failing = any(not results[name].up and self._checks[name].critical for name in names)
+        return (Readiness.DOWN if failing else Readiness.UP), results
+
+    async def _run(self, check: HealthCheck) -> CheckResult:
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(check.timeout):
+                up = await check.check() is not False
+        except TimeoutError:
+            log.warning("health check timed out", check=check.name, timeout=check.timeout)
+            up = False
+        except Exception as error:  # any failure of a check means DOWN, never a 500
+            log.warning("health check failed", check=check.name, error=type(error).__name__)
+            up = False
+        return CheckResult(up, round((time.perf_counter() - started) * 1000, 3))
 
 
-def install_health(app: Quart) -> HealthState:
-    """Attach the health state and probes to ``app``; serving start and stop drive readiness."""
-    state = HealthState()
-    app.extensions[EXTENSION_KEY] = state
-    app.before_serving(_mark_up)
-    app.after_serving(_mark_draining)
+def install_health(app: Quart, health: Health) -> None:
+    app.extensions[EXTENSION_KEY] = health
     app.register_blueprint(blueprint)
-    return state
 
 
-def health_state(app: Quart) -> HealthState:
-    state: HealthState = app.extensions[EXTENSION_KEY]
-    return state
-
-
-async def _mark_up() -> None:
-    health_state(current_app).mark_up()
-
-
-async def _mark_draining() -> None:
-    health_state(current_app).mark_draining()
+def health_of(app: Quart) -> Health:
+    health: Health = app.extensions[EXTENSION_KEY]
+    return health
 
 
 @blueprint.get("/live")
@@ -67,6 +125,18 @@ async def live() -> dict[str, Any]:
 
 @blueprint.get("/ready")
 async def ready() -> tuple[dict[str, Any], int]:
-    readiness = health_state(current_app).readiness
-    status = 200 if readiness is Readiness.UP else 503
-    return {"status": readiness.value}, status
+    health = health_of(current_app)
+    readiness, results = await health.readiness()
+    body: dict[str, Any] = {"status": readiness.value}
+    if health.show_details:
+        body["checks"] = {
+            name: {"status": "UP" if result.up else "DOWN", "duration_ms": result.duration_ms}
+            for name, result in results.items()
+        }
+    return body, 200 if readiness is Readiness.UP else 503
+
+
+@blueprint.get("/startup")
+async def startup() -> tuple[dict[str, Any], int]:
+    started = health_of(current_app).started
+    return {"status": "STARTED" if started else "STARTING"}, 200 if started else 503

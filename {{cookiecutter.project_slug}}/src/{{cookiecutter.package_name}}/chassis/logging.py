@@ -1,15 +1,21 @@
-"""Structured JSON logs on stdout, for the service's own loggers and the standard library's.
+"""Structured logs on stdout, for the service's own loggers and the standard library's.
 
-Every line is one JSON object with ``timestamp`` (ISO 8601, UTC), ``level``,
-``logger``, ``event``, ``service`` and ``version``.  Hypercorn and any library
-that logs through ``logging`` go through the same renderer, so no plain-text
-line reaches stdout.
+In ``json`` format every line is one JSON object with ``timestamp`` (ISO 8601, UTC),
+``level``, ``logger``, ``event``, ``service`` and ``version``; inside a request also
+``request_id``, ``trace_id`` and ``span_id``.  Hypercorn, uvicorn and any library
+that logs through ``logging`` go through the same renderer, so no plain-text line
+reaches stdout.  ``console`` format is for humans (coloured on a terminal).
+
+Exceptions are rendered once, as structured tracebacks without local variables,
+so no setting's value (secrets included) can leak into a log line.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
+from contextvars import ContextVar
 from typing import Any
 
 import structlog
@@ -17,42 +23,83 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ..settings import LoggingSettings
 
+LIBRARY_LOGGERS = (
+    "hypercorn.error",
+    "hypercorn.access",
+    "uvicorn",
+    "uvicorn.error",
+    "uvicorn.access",
+    "asyncio",
+)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class RequestFields:
+    """What every log line written while handling a request carries."""
+
+    request_id: str
+    trace_id: str
+    span_id: str
+
+
+# One context variable for all request fields: cheaper than binding each key separately.
+_request_fields: ContextVar[RequestFields | None] = ContextVar("request_fields", default=None)
+
+
+def bind_request_fields(fields: RequestFields) -> None:
+    """Attach ``fields`` to every log line of the current request (its task's context)."""
+    _request_fields.set(fields)
+
+
+def current_request_fields() -> RequestFields | None:
+    return _request_fields.get()
+
 
 def configure_logging(settings: LoggingSettings, *, service: str, version: str) -> None:
-    """Route structlog and the standard library's logging to JSON lines on stdout."""
+    """Route structlog and the standard library's logging to stdout in the chosen format."""
     level = logging.getLevelNamesMapping()[settings.level.upper()]
 
     def add_service(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-        event.setdefault("service", service)
-        event.setdefault("version", version)
+        event["service"] = service
+        event["version"] = version
         return event
 
     shared: list[Processor] = [
-        structlog.contextvars.merge_contextvars,
+        _add_request_fields,
         _rename_logger_name,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         add_service,
     ]
-    renderer = structlog.processors.JSONRenderer()
+    final: list[Processor]
+    if settings.format == "console":
+        final = [structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]
+    else:
+        tracebacks = structlog.processors.ExceptionRenderer(
+            structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+        )
+        final = [tracebacks, structlog.processors.JSONRenderer()]
+
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        processors=[*shared, *final],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
-        cache_logger_on_first_use=True,
+        # Module-level loggers are assembled on each use, so reconfiguring (as tests do) takes
+        # effect everywhere; the hot access logger is built once per app (``bound_logger``).
+        cache_logger_on_first_use=False,
     )
 
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
-            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
     )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
-    for name in ("hypercorn.error", "hypercorn.access", "quart.app", "quart.serving", "asyncio"):
+    for name in LIBRARY_LOGGERS:
         library_logger = logging.getLogger(name)
         library_logger.handlers[:] = []
         library_logger.propagate = True
@@ -66,6 +113,20 @@ def get_logger(name: str) -> Any:
     own factory; ``_rename_logger_name`` turns it into ``logger``.)
     """
     return structlog.get_logger(logger_name=name)
+
+
+def bound_logger(name: str) -> Any:
+    """A logger assembled now, with the current configuration: for hot paths."""
+    return structlog.get_logger(logger_name=name).bind()
+
+
+def _add_request_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    fields = _request_fields.get()
+    if fields is not None:
+        event["request_id"] = fields.request_id
+        event["trace_id"] = fields.trace_id
+        event["span_id"] = fields.span_id
+    return event
 
 
 def _rename_logger_name(_: WrappedLogger, __: str, event: EventDict) -> EventDict:

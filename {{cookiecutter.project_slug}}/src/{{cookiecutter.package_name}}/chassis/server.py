@@ -25,7 +25,9 @@ from hypercorn.utils import wrap_app
 from quart import Quart
 
 from ..settings import Settings
+from .lifecycle import Lifecycle, lifecycle_of
 from .logging import get_logger
+from .metrics import mark_worker_dead, prepare_multiprocess_dir, remove_multiprocess_dir
 
 AppFactory = Callable[[Settings], Quart]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -59,19 +61,25 @@ def serve(app_factory: AppFactory, settings: Settings) -> int:
             f"cannot listen on {where} (settings server.host/server.port): {error.strerror}"
         ) from None
     if settings.server.workers == 1:
-        run_worker(app_factory, settings, sockets)
-        return 0
-    return _supervise(app_factory, settings, sockets)
+        return run_worker(app_factory, settings, sockets)
+    metrics_dir = prepare_multiprocess_dir(settings.metrics.multiprocess_root)
+    try:
+        return _supervise(app_factory, settings, sockets)
+    finally:
+        remove_multiprocess_dir(metrics_dir)
 
 
-def run_worker(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> None:
-    """Build the app and serve it on ``sockets`` until SIGTERM or SIGINT."""
+def run_worker(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:
+    """Build the app and serve it on ``sockets`` until SIGTERM or SIGINT; return the exit code."""
     app = app_factory(settings)
-    asyncio.run(_serve_until_signalled(app, hypercorn_config(settings), sockets))
+    lifecycle = lifecycle_of(app)
+    asyncio.run(_serve_until_signalled(app, lifecycle, hypercorn_config(settings), sockets))
+    return 1 if lifecycle.failed else 0
 
 
-async def _serve_until_signalled(app: Quart, config: Config, sockets: Sockets) -> None:
+async def _serve_until_signalled(app: Quart, lifecycle: Lifecycle, config: Config, sockets: Sockets) -> None:
     stop = asyncio.Event()
+    lifecycle.request_stop = stop.set
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _on_stop_signal, stop, signum)
@@ -117,6 +125,8 @@ def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) ->
             log.error("worker did not stop in time; killing it", worker=worker.name)
             worker.kill()
             worker.join()
+        if worker.pid is not None:
+            mark_worker_dead(worker.pid)
     clean = signalled and all(worker.exitcode == 0 for worker in workers)
     return 0 if clean else 1
 

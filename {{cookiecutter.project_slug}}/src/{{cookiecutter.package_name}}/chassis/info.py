@@ -1,0 +1,24 @@
+"""``GET /info``: what is running: name, version, git commit, build time and Python version."""
+
+from __future__ import annotations
+
+import platform
+
+from quart import Blueprint, current_app
+
+from .. import DISTRIBUTION_NAME, __version__
+from ..settings import SETTINGS_KEY, Settings
+
+blueprint = Blueprint("info", __name__)
+
+
+@blueprint.get("/info")
+async def info() -> dict[str, str]:
+    settings: Settings = current_app.config[SETTINGS_KEY]
+    return {
+        "name": DISTRIBUTION_NAME,
+        "version": __version__,
+        "commit": settings.build.commit,
+        "build_time": settings.build.time,
+        "python": platform.python_version(),
+    }

@@ -1,0 +1,118 @@
+"""Prometheus metrics: RED metrics per route template, and the ``/metrics`` endpoint.
+
+Labels are bounded: ``route`` is the matched route template (``/items/<id>``),
+never the raw path, and requests that match no route share one label value, so no
+client can grow the number of series.  With more than one worker process,
+prometheus-client's multiprocess mode aggregates what every worker counted.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from quart import Quart, Response
+
+MULTIPROCESS_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+UNMATCHED_ROUTE = "<unmatched>"
+# Suited to a web service: 5 ms to 10 s.
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
+EXTENSION_KEY = "metrics"
+
+
+class HttpMetrics:
+    """The service's metrics, in a registry of their own (no global state)."""
+
+    def __init__(self, *, service: str, version: str, commit: str) -> None:
+        self.multiprocess = MULTIPROCESS_ENV_VAR in os.environ
+        # prometheus-client chooses how values are stored when it is imported; choose again
+        # now, at run time, when it is known whether this process is one of several workers.
+        values.ValueClass = values.get_value_class()
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "http_requests_total",
+            "HTTP requests handled, by method, route template and status code.",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.duration = Histogram(
+            "http_request_duration_seconds",
+            "Time spent handling HTTP requests, by method and route template.",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.in_progress = Gauge(
+            "http_requests_in_progress",
+            "HTTP requests being handled now, by method.",
+            ["method"],
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        # An info metric as a gauge: prometheus-client's Info does not work across processes.
+        service_info = Gauge(
+            "service_info",
+            "The service's name, version and git commit (always 1).",
+            ["service", "version", "commit"],
+            registry=self.registry,
+            multiprocess_mode="max",
+        )
+        service_info.labels(service, version, commit).set(1)
+        if not self.multiprocess:
+            ProcessCollector(registry=self.registry)
+            PlatformCollector(registry=self.registry)
+
+    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+        self.requests.labels(method, route, str(status)).inc()
+        self.duration.labels(method, route).observe(seconds)
+
+    def exposition(self) -> bytes:
+        """The current metrics in the Prometheus text format."""
+        if self.multiprocess:
+            # Aggregate what every worker wrote; this worker's own registry is not read.
+            aggregate = CollectorRegistry()
+            multiprocess.MultiProcessCollector(aggregate)
+            return generate_latest(aggregate)
+        return generate_latest(self.registry)
+
+
+def install_metrics(app: Quart, metrics: HttpMetrics, path: str) -> None:
+    """Serve ``metrics`` at ``path`` on ``app``."""
+    app.extensions[EXTENSION_KEY] = metrics
+
+    async def serve_metrics() -> Response:
+        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+    app.add_url_rule(path, "metrics", serve_metrics, methods=["GET"])
+
+
+def prepare_multiprocess_dir(root: str) -> Path:
+    """Make a fresh, private folder for this run's worker metrics and point the workers at it."""
+    folder = Path(tempfile.mkdtemp(prefix="metrics-", dir=root))
+    os.environ[MULTIPROCESS_ENV_VAR] = str(folder)
+    return folder
+
+
+def remove_multiprocess_dir(folder: Path) -> None:
+    os.environ.pop(MULTIPROCESS_ENV_VAR, None)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def mark_worker_dead(pid: int) -> None:
+    """Drop a stopped worker's live gauges (``livesum``) from the aggregate."""
+    if MULTIPROCESS_ENV_VAR in os.environ:
+        multiprocess.mark_process_dead(pid)

@@ -1,0 +1,18 @@
+"""Request ids: taken from ``X-Request-ID`` when sane, otherwise made here."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+HEADER = "X-Request-ID"
+MAX_LENGTH = 128
+# Safe to echo into headers and logs: no spaces, quotes, control characters or separators.
+_SANE = re.compile(r"[A-Za-z0-9._:+/=-]+")
+
+
+def request_id_from(header_value: str | None) -> str:
+    """The caller's id when it is sane, else a new random one (32 hex digits)."""
+    if header_value is not None and len(header_value) <= MAX_LENGTH and _SANE.fullmatch(header_value):
+        return header_value
+    return uuid.uuid4().hex

@@ -1,0 +1,104 @@
+"""Trace context: W3C ``traceparent``/``tracestate`` in, ids in every log line, spans out.
+
+Without an exporter (``tracing.otlp_endpoint`` empty) nothing is recorded: the
+incoming context is carried through the OpenTelemetry API only, with a span id of
+this service's own, so logs (and outbound calls) still carry the ids at almost no
+cost.  With an exporter, one SDK server span per request is created, sampled by
+``tracing.sample_ratio`` (parent-based), and exported over OTLP/HTTP in batches.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor
+from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from werkzeug.datastructures import Headers
+
+from ..settings import TracingSettings
+
+_PROPAGATOR = TraceContextTextMapPropagator()
+
+
+class ServerSpan:
+    """This service's span for one request: its ids, and the context made current for it."""
+
+    __slots__ = ("_span", "_token", "span_id", "trace_id")
+
+    def __init__(self, span: trace.Span, parent: otel_context.Context) -> None:
+        self._span = span
+        span_context = span.get_span_context()
+        self.trace_id = format(span_context.trace_id, "032x")
+        self.span_id = format(span_context.span_id, "016x")
+        self._token = otel_context.attach(trace.set_span_in_context(span, parent))
+
+    def end(self, status: int | None) -> None:
+        """Record the response status (when recording) and end the span."""
+        if self._span.is_recording():
+            if status is not None:
+                self._span.set_attribute("http.response.status_code", status)
+                if status >= 500:
+                    self._span.set_status(trace.StatusCode.ERROR)
+            self._span.end()
+
+    def detach(self) -> None:
+        otel_context.detach(self._token)
+
+
+class Tracing:
+    """Creates each request's ``ServerSpan``; owns the exporter when one is configured."""
+
+    def __init__(self, settings: TracingSettings, *, service: str, version: str) -> None:
+        self._provider: TracerProvider | None = None
+        self._tracer: trace.Tracer | None = None
+        if settings.otlp_endpoint:
+            resource = Resource.create({"service.name": service, "service.version": version})
+            sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
+            self._provider = TracerProvider(resource=resource, sampler=sampler)
+            exporter = OTLPSpanExporter(endpoint=settings.otlp_endpoint)
+            self._provider.add_span_processor(BatchSpanProcessor(exporter))
+            self._tracer = self._provider.get_tracer(__name__, version)
+
+    @property
+    def exporting(self) -> bool:
+        return self._tracer is not None
+
+    def start_server_span(self, headers: Headers, method: str, route: str) -> ServerSpan:
+        parent = _PROPAGATOR.extract(headers)
+        if self._tracer is not None:
+            span = self._tracer.start_span(
+                f"{method} {route}",
+                context=parent,
+                kind=trace.SpanKind.SERVER,
+                attributes={"http.request.method": method, "http.route": route},
+            )
+        else:
+            span = trace.NonRecordingSpan(_child_of(trace.get_current_span(parent).get_span_context()))
+        return ServerSpan(span, parent)
+
+    async def shutdown(self) -> None:
+        """Export what is still buffered, then stop the exporter (off the event loop: it blocks)."""
+        if self._provider is not None:
+            await asyncio.to_thread(self._provider.shutdown)
+
+
+def _child_of(parent: trace.SpanContext) -> trace.SpanContext:
+    """A non-recording span context: the caller's trace (or a new one) with a span id of our own."""
+    # Ids need to be unique, not unpredictable (the OpenTelemetry SDK makes them the same way).
+    span_id = random.getrandbits(64) or 1
+    if parent.is_valid:
+        return trace.SpanContext(
+            parent.trace_id,
+            span_id,
+            is_remote=False,
+            trace_flags=parent.trace_flags,
+            trace_state=parent.trace_state,
+        )
+    return trace.SpanContext(random.getrandbits(128) or 1, span_id, is_remote=False)

@@ -1,0 +1,99 @@
+"""Health probes: the readiness state machine, registered checks and startup."""
+
+from __future__ import annotations
+
+import asyncio
+
+from quart import Quart
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.chassis.health import health_of
+from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.settings import HealthSettings, Settings
+
+
+async def probe(app: Quart, path: str) -> tuple[int, dict[str, object]]:
+    response = await app.test_client().get(path)
+    return response.status_code, await response.get_json()
+
+
+async def test_liveness_is_up_even_while_starting() -> None:
+    app = create_app(Settings())
+    assert await probe(app, "/health/live") == (200, {"status": "UP"})
+
+
+async def test_readiness_follows_startup_serving_and_draining() -> None:
+    app = create_app(Settings())
+    gate = asyncio.Event()
+
+    async def slow_startup() -> None:
+        await gate.wait()
+
+    lifecycle_of(app).on_startup(slow_startup)
+    assert await probe(app, "/health/ready") == (503, {"status": "STARTING", "checks": {}})
+    async with app.test_app():
+        assert (await probe(app, "/health/ready"))[0] == 503
+        assert await probe(app, "/health/startup") == (503, {"status": "STARTING"})
+        gate.set()
+        await lifecycle_of(app).wait_until_started()
+        assert await probe(app, "/health/ready") == (200, {"status": "UP", "checks": {}})
+        assert await probe(app, "/health/startup") == (200, {"status": "STARTED"})
+    assert await probe(app, "/health/ready") == (503, {"status": "DRAINING", "checks": {}})
+
+
+async def test_critical_check_failure_makes_the_service_down(app: Quart) -> None:
+    healthy = True
+
+    async def flaky() -> bool:
+        return healthy
+
+    async def optional() -> None:
+        raise ConnectionError("cache unreachable")
+
+    health_of(app).add_check("database", flaky)
+    health_of(app).add_check("cache", optional, critical=False)
+    status, body = await probe(app, "/health/ready")
+    assert status == 200
+    assert body["status"] == "UP"
+    assert body["checks"]["database"]["status"] == "UP"  # type: ignore[index]
+    assert body["checks"]["cache"]["status"] == "DOWN"  # type: ignore[index]
+
+    healthy = False
+    status, body = await probe(app, "/health/ready")
+    assert (status, body["status"]) == (503, "DOWN")
+    healthy = True
+    assert (await probe(app, "/health/ready"))[0] == 200
+
+
+async def test_hanging_check_is_cut_off_by_its_timeout(app: Quart) -> None:
+    async def hangs() -> None:
+        await asyncio.sleep(60)
+
+    health_of(app).add_check("upstream", hangs, timeout=0.05)
+    status, body = await asyncio.wait_for(probe(app, "/health/ready"), timeout=5)
+    assert (status, body["status"]) == (503, "DOWN")
+    assert body["checks"]["upstream"]["duration_ms"] < 1000  # type: ignore[index]
+
+
+async def test_details_can_be_hidden() -> None:
+    app = create_app(Settings(health=HealthSettings(show_details=False)))
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        assert await probe(app, "/health/ready") == (200, {"status": "UP"})
+
+
+async def test_failed_startup_stops_the_service() -> None:
+    app = create_app(Settings())
+    stops: list[str] = []
+
+    async def broken() -> None:
+        raise RuntimeError("cannot reach the database")
+
+    lifecycle = lifecycle_of(app)
+    lifecycle.on_startup(broken)
+    lifecycle.request_stop = lambda: stops.append("stop")
+    async with app.test_app():
+        await asyncio.gather(lifecycle.wait_until_started(), return_exceptions=True)
+        assert lifecycle.failed
+        assert stops == ["stop"]
+        assert (await probe(app, "/health/ready"))[0] == 503

@@ -1,0 +1,182 @@
+"""Request ids, JSON access logs, Prometheus metrics and trace propagation."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import sys
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from typing import ClassVar
+
+import pytest
+import structlog
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from quart import Quart
+
+from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
+from {{ cookiecutter.package_name }}.settings import LoggingSettings, Settings, TracingSettings
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_SPAN_ID = "00f067aa0ba902b7"
+TRACEPARENT = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
+
+
+async def item(item_id: str) -> dict[str, str]:
+    return {"id": item_id}
+
+
+async def started_app(settings: Settings) -> Quart:
+    app = create_app(settings)
+    app.add_url_rule("/items/<item_id>", "item", item)
+    return app
+
+
+@pytest.fixture
+def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
+    """The service's stdout, as JSON lines in a buffer; logging defaults are restored after."""
+    stdout = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging(LoggingSettings(), service=DISTRIBUTION_NAME, version="0")
+    yield stdout
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
+
+
+def read_lines(stdout: io.StringIO) -> list[dict[str, object]]:
+    """The lines written since the last read."""
+    lines = [json.loads(line) for line in stdout.getvalue().splitlines()]
+    stdout.seek(0)
+    stdout.truncate()
+    return lines
+
+
+@pytest.fixture
+async def served(json_logs: io.StringIO) -> AsyncIterator[Quart]:
+    app = await started_app(Settings())
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        yield app
+
+
+async def test_request_id_is_kept_when_sane_and_replaced_otherwise(served: Quart) -> None:
+    client = served.test_client()
+    kept = await client.get("/", headers={"X-Request-ID": "abc-123"})
+    assert kept.headers["X-Request-ID"] == "abc-123"
+    for bad in ("a" * 129, "has space", 'quote"d', "semi;colon"):
+        replaced = await client.get("/", headers={"X-Request-ID": bad})
+        assert replaced.headers["X-Request-ID"] != bad
+        assert len(replaced.headers["X-Request-ID"]) == 32
+    made = await client.get("/")
+    assert len(made.headers["X-Request-ID"]) == 32
+
+
+async def test_one_json_access_line_per_request(served: Quart, json_logs: io.StringIO) -> None:
+    client = served.test_client()
+    await client.get("/items/42", headers={"X-Request-ID": "req-1", "traceparent": TRACEPARENT})
+    await client.get("/health/ready")
+    await client.get("/metrics")
+    access = [line for line in read_lines(json_logs) if line.get("logger") == "access"]
+    assert len(access) == 1, "probes and scrapes are not access-logged by default"
+    line = access[0]
+    assert line["event"] == "request"
+    assert (line["method"], line["path"], line["route"], line["status"]) == (
+        "GET",
+        "/items/42",
+        "/items/<item_id>",
+        200,
+    )
+    assert line["request_id"] == "req-1"
+    assert line["trace_id"] == TRACE_ID
+    assert line["span_id"] != PARENT_SPAN_ID
+    assert len(str(line["span_id"])) == 16
+    assert isinstance(line["duration_ms"], float)
+    assert {"timestamp", "level", "service", "version", "client"} <= set(line)
+    assert str(line["timestamp"]).endswith("Z")
+
+
+async def test_access_log_can_include_probes_or_be_off(json_logs: io.StringIO) -> None:
+    for access_log, probes, expected in ((True, True, 2), (False, True, 0)):
+        settings = Settings(logging=LoggingSettings(access_log=access_log, access_log_probes=probes))
+        app = await started_app(settings)
+        async with app.test_app():
+            await lifecycle_of(app).wait_until_started()
+            await app.test_client().get("/health/live")
+            await app.test_client().get("/")
+        access = [line for line in read_lines(json_logs) if line.get("logger") == "access"]
+        assert len(access) == expected
+
+
+async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:
+    client = served.test_client()
+    for item_id in ("1", "2", "3"):
+        await client.get(f"/items/{item_id}")
+    await client.get("/no/such/path")
+    await client.open("/", method="BREW", json=None)
+    text = await (await client.get("/metrics")).get_data(as_text=True)
+    assert 'http_requests_total{method="GET",route="/items/<item_id>",status="200"} 3.0' in text
+    assert 'http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in text
+    assert 'method="OTHER"' in text
+    assert "/items/1" not in text
+    assert "/no/such/path" not in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/items/<item_id>"}' in text
+    assert 'http_requests_in_progress{method="GET"}' in text
+    assert 'service_info{commit="unknown",service="' + DISTRIBUTION_NAME + '"' in text
+    assert "process_resident_memory_bytes" in text
+
+
+class _Collector(BaseHTTPRequestHandler):
+    received: ClassVar[list[bytes]] = []
+
+    def do_POST(self) -> None:
+        self.received.append(self.rfile.read(int(self.headers["Content-Length"])))
+        self.send_response(200)
+        self.send_header("Content-Type", "application/x-protobuf")
+        self.end_headers()
+
+    def log_message(self, *_: object) -> None:
+        pass
+
+
+@pytest.fixture
+def otlp_collector() -> Iterator[tuple[str, list[bytes]]]:
+    """A local OTLP/HTTP receiver on 127.0.0.1 that keeps every export request it gets."""
+    _Collector.received = []
+    server = HTTPServer(("127.0.0.1", 0), _Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_port}/v1/traces", _Collector.received
+    server.shutdown()
+    server.server_close()
+    thread.join()
+
+
+async def test_server_span_is_exported_as_a_child_of_the_caller(
+    otlp_collector: tuple[str, list[bytes]], json_logs: io.StringIO
+) -> None:
+    endpoint, received = otlp_collector
+    app = await started_app(Settings(tracing=TracingSettings(otlp_endpoint=endpoint)))
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        await app.test_client().get("/items/7", headers={"traceparent": TRACEPARENT})
+    # Leaving the app flushed the exporter.
+    spans = []
+    for body in received:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(body)
+        spans += [
+            span
+            for resource in export.resource_spans
+            for scope in resource.scope_spans
+            for span in scope.spans
+        ]
+    assert len(spans) == 1
+    span = spans[0]
+    assert span.name == "GET /items/<item_id>"
+    assert span.trace_id.hex() == TRACE_ID
+    assert span.parent_span_id.hex() == PARENT_SPAN_ID
