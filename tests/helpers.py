@@ -16,7 +16,8 @@ from pathlib import Path
 TEMPLATE_DIR = Path(__file__).resolve().parents[1]
 DEFAULT_SLUG = "my-service"
 DEFAULT_PACKAGE = "my_service"
-TEMPLATE_SYNTAX = ("{{", "}}", "{%", "%}", "{#", "#}", "cookiecutter.")
+# Opening delimiters catch leftovers; closing ones alone occur in plain code ({"a": {}}).
+TEMPLATE_SYNTAX = ("{{", "{%", "{#", "cookiecutter.")
 
 
 @dataclass

@@ -20,7 +20,11 @@ from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
-from {{ cookiecutter.package_name }}.settings import LoggingSettings, Settings, TracingSettings
+from {{ cookiecutter.package_name }}.settings import (
+    LoggingSettings,
+    Settings,
+    TracingSettings,
+)
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
