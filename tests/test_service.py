@@ -8,6 +8,8 @@ import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 import venv
 from collections.abc import Iterator
 from pathlib import Path
@@ -239,3 +241,129 @@ def test_readme_generate_command_works_from_a_cold_start(tmp_path: Path) -> None
     assert (project / "requirements.lock").is_file()
     assert (project / ".venv" / ".installed").is_file()
     assert run == "cd build/my-service && make run"
+
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
+
+
+def fetch(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
+    request = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read().decode()
+
+
+def json_lines(stdout: str) -> list[dict]:
+    return [json.loads(line) for line in stdout.splitlines()]
+
+
+def test_logs_are_json_with_request_and_trace_ids(project: Path, start_service) -> None:
+    process, base = start_service()
+    wait_for_status(process, f"{base}/health/ready")
+    status, _ = fetch(f"{base}/", {"X-Request-ID": "order-42", "traceparent": TRACEPARENT})
+    assert status == 200
+    assert fetch(f"{base}/no/such/thing")[0] == 404
+    stdout, _ = stop(process)
+    records = json_lines(stdout)  # every line is JSON: json.loads raises otherwise
+    access = [record for record in records if record.get("logger") == "access"]
+    # Exactly one line per request; the readiness polls are not access-logged.
+    assert [(record["path"], record["route"], record["status"]) for record in access] == [
+        ("/", "/", 200),
+        ("/no/such/thing", "<unmatched>", 404),
+    ]
+    first = access[0]
+    assert (first["request_id"], first["trace_id"]) == ("order-42", TRACE_ID)
+    assert len(access[1]["request_id"]) == 32
+    assert {"method", "duration_ms", "client", "span_id", "timestamp", "service", "version"} <= set(first)
+
+
+def test_metrics_count_right_across_two_workers(project: Path, start_service, tmp_path: Path) -> None:
+    metrics_root = tmp_path / "metrics"
+    metrics_root.mkdir()
+    process, base = start_service("--server-workers", "2", **{f"{PREFIX}_METRICS_MULTIPROCESS_ROOT": str(metrics_root)})
+    wait_for_status(process, f"{base}/health/ready")
+    for index in range(40):
+        assert fetch(f"{base}/")[0] == 200
+        assert fetch(f"{base}/items/{index}")[0] == 404
+    for _ in range(4):  # each scrape may reach either worker: all must agree
+        text = fetch(f"{base}/metrics")[1]
+        assert 'http_requests_total{method="GET",route="/",status="200"} 40.0' in text
+        assert 'http_requests_total{method="GET",route="<unmatched>",status="404"} 40.0' in text
+        assert "/items/1" not in text
+    stdout, stderr = stop(process)
+    assert process.returncode == 0, stderr
+    assert list(metrics_root.iterdir()) == [], "the run's metrics folder is removed at exit"
+
+
+READINESS_SCRIPT = """
+import asyncio, os, sys
+from {package}.cli import build_app
+from {package}.chassis.health import health_of
+from {package}.chassis.lifecycle import lifecycle_of
+from {package}.chassis.server import serve
+from {package}.settings import load_settings
+
+def app_with_slow_startup_and_a_switchable_check(settings):
+    app = build_app(settings)
+
+    async def slow_startup():
+        await asyncio.sleep(float(os.environ["DEMO_STARTUP_SECONDS"]))
+
+    async def dependency_is_up():
+        return not os.path.exists(os.environ["DEMO_DOWN_FILE"])
+
+    lifecycle_of(app).on_startup(slow_startup)
+    health_of(app).add_check("dependency", dependency_is_up, critical=True, timeout=1.0)
+    return app
+
+sys.exit(serve(app_with_slow_startup_and_a_switchable_check, load_settings().settings))
+"""
+
+
+def test_readiness_states_over_http(project: Path, tmp_path: Path) -> None:
+    """STARTING (503) while startup work runs, UP, DOWN while a critical check fails, UP again, exit 0."""
+    script = tmp_path / "serve_demo.py"
+    script.write_text(READINESS_SCRIPT.format(package=DEFAULT_PACKAGE), encoding="utf-8")
+    down_file = tmp_path / "down"
+    port = free_port()
+    env = clean_env(
+        **{f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port)},
+        DEMO_STARTUP_SECONDS="2", DEMO_DOWN_FILE=str(down_file),
+    )
+    process = subprocess.Popen([python_of(project), str(script)], cwd=project, env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_for_status(process, f"{base}/health/live", 200, timeout=30)
+        assert get_json(f"{base}/health/ready") == (503, {"status": "STARTING", "checks": {}})
+        assert get_json(f"{base}/health/startup") == (503, {"status": "STARTING"})
+        wait_for_status(process, f"{base}/health/ready", 200, timeout=30)
+        assert get_json(f"{base}/health/startup") == (200, {"status": "STARTED"})
+        status, body = get_json(f"{base}/health/ready")
+        assert body["checks"]["dependency"]["status"] == "UP"
+        down_file.touch()
+        status, body = get_json(f"{base}/health/ready")
+        assert (status, body["status"], body["checks"]["dependency"]["status"]) == (503, "DOWN", "DOWN")
+        down_file.unlink()
+        assert get_json(f"{base}/health/ready")[0] == 200
+        stdout, stderr = stop(process)
+        assert process.returncode == 0, stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+
+
+def test_info_shows_build_metadata(project: Path, start_service) -> None:
+    process, base = start_service(**{f"{PREFIX}_BUILD_COMMIT": "0123abc", f"{PREFIX}_BUILD_TIME": "2026-11-22T00:00:00Z"})
+    wait_for_status(process, f"{base}/health/ready")
+    status, body = get_json(f"{base}/info")
+    assert status == 200
+    assert (body["name"], body["version"], body["commit"], body["build_time"]) == (
+        DEFAULT_SLUG, "0.1.0", "0123abc", "2026-11-22T00:00:00Z")
+    assert body["python"].startswith("3.")
+    assert 'service_info{commit="0123abc"' in fetch(f"{base}/metrics")[1]
+    stop(process)
