@@ -49,10 +49,16 @@ def wait_until_ready(process: subprocess.Popen[str], base_url: str) -> None:
     pytest.fail("the service did not become ready in time")
 
 
-@pytest.fixture
-def service() -> Iterator[tuple[subprocess.Popen[str], str]]:
+@pytest.fixture(params=["hypercorn", "uvicorn"])
+def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The service as a real process on a free port, on each server engine."""
     port = free_port()
-    env = {**os.environ, f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port)}
+    env = {
+        **os.environ,
+        f"{PREFIX}_SERVER_HOST": "127.0.0.1",
+        f"{PREFIX}_SERVER_PORT": str(port),
+        f"{PREFIX}_SERVER_ENGINE": request.param,
+    }
     process = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}"],
         env=env,
@@ -77,3 +83,5 @@ def test_serves_and_stops_on_signal(service: tuple[subprocess.Popen[str], str], 
     output, _ = process.communicate(timeout=15)
     assert process.returncode == 0, output
     assert "Traceback" not in output
+    for line in output.splitlines():
+        assert json.loads(line)["service"], line

@@ -36,6 +36,8 @@ SETTINGS_KEY = "SETTINGS"
 Source = Literal["default", "file", "env", "cli"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console"]
+ServerEngine = Literal["hypercorn", "uvicorn"]
+EventLoop = Literal["auto", "asyncio", "uvloop"]
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
@@ -73,6 +75,12 @@ class ServerSettings:
         help="Worker processes. 1 serves in a single process; more share the port.",
         minimum=1,
         maximum=64,
+    )
+    engine: ServerEngine = setting(
+        default="hypercorn", help="hypercorn (HTTP/1.1 and HTTP/2) or uvicorn (faster, HTTP/1.1)."
+    )
+    loop: EventLoop = setting(
+        default="auto", help="Event loop: auto (uvloop when installed), asyncio or uvloop."
     )
 
 

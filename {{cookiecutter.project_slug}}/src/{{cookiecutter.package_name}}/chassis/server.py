@@ -1,17 +1,18 @@
-"""Serve the app with Hypercorn: configuration from settings, stop signals, worker processes.
+"""Run the service: bind the socket, pick the event loop and engine, handle stop signals.
 
 The listening socket is bound before the app starts, so a port that is taken is
-reported at once.  With one worker the service runs in this process; with more,
-this process supervises spawned workers that share the socket.  SIGTERM and
-SIGINT stop serving gracefully: new connections are refused and in-flight
-requests get ``shutdown.grace_period`` seconds to finish.
+reported at once.  With one worker the service runs in this process (no
+supervisor: less memory, faster start); with more, this process supervises
+spawned workers that share the socket.  SIGTERM and SIGINT stop serving
+gracefully: new connections are refused and in-flight requests get
+``shutdown.grace_period`` seconds to finish.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
+import importlib.util
 import multiprocessing
 import os
 import signal
@@ -19,18 +20,19 @@ from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
-from hypercorn.asyncio.run import worker_serve
-from hypercorn.config import Config, Sockets
-from hypercorn.utils import wrap_app
+from hypercorn.config import Sockets
 from quart import Quart
 
 from ..settings import Settings
-from .lifecycle import Lifecycle, lifecycle_of
+from .engines import hypercorn_config, serve_hypercorn, serve_uvicorn
+from .lifecycle import lifecycle_of
 from .logging import get_logger
 from .metrics import mark_worker_dead, prepare_multiprocess_dir, remove_multiprocess_dir
 
 AppFactory = Callable[[Settings], Quart]
+LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+ENGINES = {"hypercorn": serve_hypercorn, "uvicorn": serve_uvicorn}
 
 log = get_logger(__name__)
 
@@ -39,19 +41,9 @@ class ServerError(Exception):
     """The server cannot start; the message is one line for the operator."""
 
 
-def hypercorn_config(settings: Settings) -> Config:
-    config = Config()
-    host = settings.server.host
-    config.bind = [f"[{host}]:{settings.server.port}" if ":" in host else f"{host}:{settings.server.port}"]
-    config.graceful_timeout = settings.shutdown.grace_period
-    # The chassis writes its own access log; Hypercorn's errors go through our logging.
-    config.accesslog = None
-    config.errorlog = logging.getLogger("hypercorn.error")
-    return config
-
-
 def serve(app_factory: AppFactory, settings: Settings) -> int:
     """Serve until a stop signal; return the process exit code."""
+    loop_factory(settings)  # fail before binding when the chosen loop is missing
     config = hypercorn_config(settings)
     try:
         sockets = config.create_sockets()
@@ -69,22 +61,34 @@ def serve(app_factory: AppFactory, settings: Settings) -> int:
         remove_multiprocess_dir(metrics_dir)
 
 
+def loop_factory(settings: Settings) -> LoopFactory | None:
+    """uvloop when chosen (or, with ``auto``, when installed); ``None`` for asyncio's own loop."""
+    choice = settings.server.loop
+    has_uvloop = importlib.util.find_spec("uvloop") is not None
+    if choice == "uvloop" and not has_uvloop:
+        raise ServerError("setting server.loop is uvloop, but uvloop is not installed")
+    if choice == "asyncio" or not has_uvloop:
+        return None
+    import uvloop
+
+    return uvloop.new_event_loop
+
+
 def run_worker(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:
     """Build the app and serve it on ``sockets`` until SIGTERM or SIGINT; return the exit code."""
     app = app_factory(settings)
-    lifecycle = lifecycle_of(app)
-    asyncio.run(_serve_until_signalled(app, lifecycle, hypercorn_config(settings), sockets))
-    return 1 if lifecycle.failed else 0
+    with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
+        runner.run(_serve_until_signalled(app, settings, sockets))
+    return 1 if lifecycle_of(app).failed else 0
 
 
-async def _serve_until_signalled(app: Quart, lifecycle: Lifecycle, config: Config, sockets: Sockets) -> None:
+async def _serve_until_signalled(app: Quart, settings: Settings, sockets: Sockets) -> None:
     stop = asyncio.Event()
-    lifecycle.request_stop = stop.set
+    lifecycle_of(app).request_stop = stop.set
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _on_stop_signal, stop, signum)
-    asgi_app = wrap_app(app, config.wsgi_max_body_size, "asgi")
-    await worker_serve(asgi_app, config, sockets=sockets, shutdown_trigger=stop.wait)
+    await ENGINES[settings.server.engine](app, settings, sockets, stop)
     log.info("server stopped")
 
 

@@ -1,0 +1,72 @@
+"""The HTTP server engines: Hypercorn (default; HTTP/1.1 and HTTP/2) and uvicorn (faster).
+
+Both serve the same app on sockets bound beforehand, stop when ``stop`` is set,
+give in-flight requests ``shutdown.grace_period`` seconds, write no access log of
+their own (the chassis writes one line per request) and log through the
+service's logging.  Signals are handled by ``server.py``, never by the engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import uvicorn
+from hypercorn.asyncio.run import worker_serve
+from hypercorn.config import Config, Sockets
+from hypercorn.utils import wrap_app
+from quart import Quart
+
+from ..settings import Settings
+
+
+def bind_address(settings: Settings) -> str:
+    host, port = settings.server.host, settings.server.port
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def hypercorn_config(settings: Settings) -> Config:
+    config = Config()
+    config.bind = [bind_address(settings)]
+    config.graceful_timeout = settings.shutdown.grace_period
+    config.accesslog = None
+    config.errorlog = logging.getLogger("hypercorn.error")
+    return config
+
+
+async def serve_hypercorn(app: Quart, settings: Settings, sockets: Sockets, stop: asyncio.Event) -> None:
+    config = hypercorn_config(settings)
+    asgi_app = wrap_app(app, config.wsgi_max_body_size, "asgi")
+    await worker_serve(asgi_app, config, sockets=sockets, shutdown_trigger=stop.wait)
+
+
+class _UvicornServer(uvicorn.Server):
+    """uvicorn without its own signal handling (it would re-raise SIGTERM after shutdown)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def serve_uvicorn(app: Quart, settings: Settings, sockets: Sockets, stop: asyncio.Event) -> None:
+    config = uvicorn.Config(
+        app,
+        lifespan="on",
+        log_config=None,
+        access_log=False,
+        server_header=False,
+        timeout_graceful_shutdown=int(settings.shutdown.grace_period),
+    )
+    server = _UvicornServer(config)
+
+    async def stop_when_asked() -> None:
+        await stop.wait()
+        server.should_exit = True
+
+    watcher = asyncio.create_task(stop_when_asked())
+    try:
+        await server.serve(sockets=list(sockets.insecure_sockets))
+    finally:
+        watcher.cancel()
