@@ -67,6 +67,7 @@ def load_project_bench(project: Path) -> ModuleType:
     spec = importlib.util.spec_from_file_location("project_bench", project / "scripts" / "bench.py")
     assert spec is not None and spec.loader is not None
     module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while it loads
     spec.loader.exec_module(module)
     return module
 

@@ -13,7 +13,6 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
-import uvicorn
 from hypercorn.asyncio.run import worker_serve
 from hypercorn.config import Config, Sockets
 from hypercorn.utils import wrap_app
@@ -42,15 +41,16 @@ async def serve_hypercorn(app: Quart, settings: Settings, sockets: Sockets, stop
     await worker_serve(asgi_app, config, sockets=sockets, shutdown_trigger=stop.wait)
 
 
-class _UvicornServer(uvicorn.Server):
-    """uvicorn without its own signal handling (it would re-raise SIGTERM after shutdown)."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 async def serve_uvicorn(app: Quart, settings: Settings, sockets: Sockets, stop: asyncio.Event) -> None:
+    import uvicorn  # only imported when chosen, to keep start-up fast
+
+    class _UvicornServer(uvicorn.Server):
+        """uvicorn without its own signal handling (it would re-raise SIGTERM after shutdown)."""
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            yield
+
     config = uvicorn.Config(
         app,
         lifespan="on",

@@ -12,14 +12,16 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 from contextvars import ContextVar
 
 from quart import Quart, Response, request
 
 from ..settings import LoggingSettings
-from .logging import RequestFields, bind_request_fields, bound_logger
+from .logging import RequestFields, access_logger, bind_request_fields
 from .metrics import UNMATCHED_ROUTE, HttpMetrics
 from .request_id import HEADER as REQUEST_ID_HEADER
+from .request_id import HEADER_KEY as REQUEST_ID_KEY
 from .request_id import request_id_from
 from .tracing import ServerSpan, Tracing
 
@@ -46,16 +48,17 @@ def install_instrumentation(
 ) -> None:
     """Register the hooks first, so they run before (and after) every other hook."""
     quiet_routes = frozenset(() if logging.access_log_probes else (*PROBE_ROUTES, metrics_path))
-    access_log = bound_logger("access") if logging.access_log else None
+    access_log = access_logger() if logging.access_log else None
 
     async def begin_request() -> None:
         rule = request.url_rule
         route = rule.rule if rule is not None else UNMATCHED_ROUTE
         method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
-        request_id = request_id_from(request.headers.get(REQUEST_ID_HEADER))
-        span = tracing.start_server_span(request.headers, method, route)
+        request_id, traceparent, tracestate = _read_headers(request.scope["headers"])
+        request_id = request_id_from(request_id)
+        span = tracing.start_server_span(traceparent, tracestate, method, route)
         bind_request_fields(RequestFields(request_id, span.trace_id, span.span_id))
-        metrics.in_progress.labels(method).inc()
+        metrics.in_progress_of(method).inc()
         _in_flight.set(_InFlight(time.perf_counter_ns(), method, route, request_id, span))
 
     async def finish_request(response: Response) -> Response:
@@ -84,9 +87,26 @@ def install_instrumentation(
         if state is None:
             return
         _in_flight.set(None)
-        metrics.in_progress.labels(state.method).dec()
+        metrics.in_progress_of(state.method).dec()
         state.span.detach()
 
     app.before_request(begin_request)
     app.after_request(finish_request)
     app.teardown_request(release_request)
+
+
+def _read_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:
+    """``X-Request-ID``, ``traceparent`` and ``tracestate`` from the raw ASGI headers, in one pass.
+
+    (Looking up absent headers through werkzeug raises and catches an exception each time,
+    which cost more than everything else here.)
+    """
+    request_id = traceparent = tracestate = None
+    for name, value in headers:
+        if name == REQUEST_ID_KEY:
+            request_id = value.decode("latin-1")
+        elif name == b"traceparent":
+            traceparent = value.decode("latin-1")
+        elif name == b"tracestate":
+            tracestate = value.decode("latin-1")
+    return request_id, traceparent, tracestate

@@ -15,8 +15,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import sys
+from collections.abc import Callable
 from contextvars import ContextVar
-from typing import Any
+from functools import partial
+from typing import Any, TextIO
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -44,6 +46,8 @@ class RequestFields:
 
 # One context variable for all request fields: cheaper than binding each key separately.
 _request_fields: ContextVar[RequestFields | None] = ContextVar("request_fields", default=None)
+# How to build the access logger under the current configuration (set by configure_logging).
+_access_logger_factory: Callable[[], Any] | None = None
 
 
 def bind_request_fields(fields: RequestFields) -> None:
@@ -58,6 +62,7 @@ def current_request_fields() -> RequestFields | None:
 def configure_logging(settings: LoggingSettings, *, service: str, version: str) -> None:
     """Route structlog and the standard library's logging to stdout in the chosen format."""
     level = logging.getLevelNamesMapping()[settings.level.upper()]
+    stream = sys.stdout  # every logger writes here, whatever replaces sys.stdout later
 
     def add_service(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         event["service"] = service
@@ -83,19 +88,25 @@ def configure_logging(settings: LoggingSettings, *, service: str, version: str) 
     structlog.configure(
         processors=[*shared, *final],
         wrapper_class=structlog.make_filtering_bound_logger(level),
-        logger_factory=structlog.WriteLoggerFactory(file=sys.stdout),
+        logger_factory=structlog.WriteLoggerFactory(file=stream),
         # Module-level loggers are assembled on each use, so reconfiguring (as tests do) takes
         # effect everywhere; the hot access logger is built once per app (``bound_logger``).
         cache_logger_on_first_use=False,
     )
 
-    handler = logging.StreamHandler(sys.stdout)
+    handler = logging.StreamHandler(stream)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
             processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, *final],
         )
     )
+    global _access_logger_factory
+    if settings.format == "json":
+        _access_logger_factory = partial(_json_access_logger, stream, level, service, version)
+    else:
+        _access_logger_factory = partial(bound_logger, "access")
+
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)
@@ -118,6 +129,31 @@ def get_logger(name: str) -> Any:
 def bound_logger(name: str) -> Any:
     """A logger assembled now, with the current configuration: for hot paths."""
     return structlog.get_logger(logger_name=name).bind()
+
+
+def access_logger() -> Any:
+    """The logger for the one access line per request, built once per app.
+
+    In JSON format it skips the general processor chain: its constant fields are bound
+    once and only the timestamp, the request fields and the rendering run per line.
+    """
+    if _access_logger_factory is None:  # logging was never configured (e.g. in tests)
+        return bound_logger("access")
+    return _access_logger_factory()
+
+
+def _json_access_logger(stream: TextIO, level: int, service: str, version: str) -> Any:
+    chain: list[Processor] = [
+        _add_request_fields,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
+        structlog.processors.JSONRenderer(),
+    ]
+    logger = structlog.wrap_logger(
+        structlog.WriteLogger(stream),
+        processors=chain,
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+    )
+    return logger.bind(logger="access", level="info", service=service, version=version)
 
 
 def _add_request_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:

@@ -12,6 +12,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
+from typing import Any
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -76,9 +77,28 @@ class HttpMetrics:
             ProcessCollector(registry=self.registry)
             PlatformCollector(registry=self.registry)
 
+        # ``labels()`` is slow; the label values are bounded, so keep each child once found.
+        self._request_children: dict[tuple[str, str, int], Any] = {}
+        self._duration_children: dict[tuple[str, str], Any] = {}
+        self._in_progress_children: dict[str, Any] = {}
+
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.duration.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        counter = self._request_children.get(key)
+        if counter is None:
+            counter = self._request_children[key] = self.requests.labels(method, route, str(status))
+        counter.inc()
+        histogram = self._duration_children.get((method, route))
+        if histogram is None:
+            histogram = self._duration_children[(method, route)] = self.duration.labels(method, route)
+        histogram.observe(seconds)
+
+    def in_progress_of(self, method: str) -> Any:
+        """The in-progress gauge for ``method`` (call ``inc``/``dec`` on it)."""
+        gauge = self._in_progress_children.get(method)
+        if gauge is None:
+            gauge = self._in_progress_children[method] = self.in_progress.labels(method)
+        return gauge
 
     def exposition(self) -> bytes:
         """The current metrics in the Prometheus text format."""

@@ -6,6 +6,7 @@ import re
 import uuid
 
 HEADER = "X-Request-ID"
+HEADER_KEY = HEADER.lower().encode("latin-1")  # as ASGI spells header names
 MAX_LENGTH = 128
 # Safe to echo into headers and logs: no spaces, quotes, control characters or separators.
 _SANE = re.compile(r"[A-Za-z0-9._:+/=-]+")

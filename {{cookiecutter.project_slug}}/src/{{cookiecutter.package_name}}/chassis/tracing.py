@@ -11,20 +11,19 @@ from __future__ import annotations
 
 import asyncio
 import random
+from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
 from opentelemetry import trace
-from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
-from opentelemetry.sdk.resources import Resource
-from opentelemetry.sdk.trace import TracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor
-from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
-from werkzeug.datastructures import Headers
 
 from ..settings import TracingSettings
 
+if TYPE_CHECKING:
+    from opentelemetry.sdk.trace import TracerProvider
+
 _PROPAGATOR = TraceContextTextMapPropagator()
+_ROOT_CONTEXT = otel_context.Context()
 
 
 class ServerSpan:
@@ -59,6 +58,13 @@ class Tracing:
         self._provider: TracerProvider | None = None
         self._tracer: trace.Tracer | None = None
         if settings.otlp_endpoint:
+            # Imported only when exporting: the SDK and exporter take half a second to import.
+            from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+            from opentelemetry.sdk.resources import Resource
+            from opentelemetry.sdk.trace import TracerProvider
+            from opentelemetry.sdk.trace.export import BatchSpanProcessor
+            from opentelemetry.sdk.trace.sampling import ParentBased, TraceIdRatioBased
+
             resource = Resource.create({"service.name": service, "service.version": version})
             sampler = ParentBased(TraceIdRatioBased(settings.sample_ratio))
             self._provider = TracerProvider(resource=resource, sampler=sampler)
@@ -70,8 +76,17 @@ class Tracing:
     def exporting(self) -> bool:
         return self._tracer is not None
 
-    def start_server_span(self, headers: Headers, method: str, route: str) -> ServerSpan:
-        parent = _PROPAGATOR.extract(headers)
+    def start_server_span(
+        self, traceparent: str | None, tracestate: str | None, method: str, route: str
+    ) -> ServerSpan:
+        """Start this request's span as a child of the caller's (W3C headers), if any."""
+        if traceparent is None and self._tracer is None:
+            # The common case without a caller's trace and without export: new ids, nothing to parse.
+            return ServerSpan(trace.NonRecordingSpan(_child_of(trace.INVALID_SPAN_CONTEXT)), _ROOT_CONTEXT)
+        carrier = {"traceparent": traceparent or ""}
+        if tracestate is not None:
+            carrier["tracestate"] = tracestate
+        parent = _PROPAGATOR.extract(carrier)
         if self._tracer is not None:
             span = self._tracer.start_span(
                 f"{method} {route}",
