@@ -1,29 +1,31 @@
 """Per-request instrumentation: request id, trace context, metrics and the access log.
 
-Three Quart hooks do all of it, so the cost per request stays small and in one
-place: ``before_request`` takes or makes the request id, starts the server span
-and binds the ids to the request's log lines; ``after_request`` sets the
-``X-Request-ID`` header, counts the request and writes the one access line;
-``teardown_request`` always runs, so in-progress gauges and the trace context are
-released even when a client goes away mid-request.
+It is an ASGI middleware around the Quart app, so each request pays for one
+wrapper call rather than three Quart hooks, and every request is counted, even
+one that fails before Quart's own hooks run.  Before the app runs it takes or
+makes the request id, starts the server span and binds both to the request's log
+lines; it adds ``X-Request-ID`` to the response as it is sent; afterwards it
+counts the request and writes the one access line.  A single ``before_request``
+hook records the matched route template: the metric label and the access line
+use the template (``/items/<id>``), never the raw path.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 
-from quart import Quart, Response, request
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from quart import Quart, request
 
 from ..settings import LoggingSettings
-from .logging import RequestFields, access_logger, bind_request_fields
+from .logging import AccessLog, RequestFields, access_log, bind_request_fields
 from .metrics import UNMATCHED_ROUTE, HttpMetrics
-from .request_id import HEADER as REQUEST_ID_HEADER
 from .request_id import HEADER_KEY as REQUEST_ID_KEY
 from .request_id import request_id_from
-from .tracing import ServerSpan, Tracing
+from .tracing import Tracing
 
 PROBE_ROUTES = ("/health/live", "/health/ready", "/health/startup")
 # Methods outside this set share one label value, so clients cannot add series.
@@ -33,66 +35,96 @@ OTHER_METHOD = "OTHER"
 
 @dataclasses.dataclass(slots=True)
 class _InFlight:
-    started_ns: int
-    method: str
-    route: str
-    request_id: str
-    span: ServerSpan
+    """The request being handled; the route hook fills in ``route`` from inside the app."""
+
+    route: str = UNMATCHED_ROUTE
 
 
+# Set by the middleware before the app runs; Quart's handler task inherits it.
 _in_flight: ContextVar[_InFlight | None] = ContextVar("in_flight", default=None)
 
 
 def install_instrumentation(
     app: Quart, *, metrics: HttpMetrics, tracing: Tracing, logging: LoggingSettings, metrics_path: str
 ) -> None:
-    """Register the hooks first, so they run before (and after) every other hook."""
-    quiet_routes = frozenset(() if logging.access_log_probes else (*PROBE_ROUTES, metrics_path))
-    access_log = access_logger() if logging.access_log else None
+    """Wrap ``app``'s ASGI callable, and record each request's route template."""
 
-    async def begin_request() -> None:
+    async def record_route() -> None:
+        state = _in_flight.get()
         rule = request.url_rule
-        route = rule.rule if rule is not None else UNMATCHED_ROUTE
-        method = request.method if request.method in KNOWN_METHODS else OTHER_METHOD
-        request_id, traceparent, tracestate = _read_headers(request.scope["headers"])
-        request_id = request_id_from(request_id)
-        span = tracing.start_server_span(traceparent, tracestate, method, route)
-        bind_request_fields(RequestFields(request_id, span.trace_id, span.span_id))
-        metrics.in_progress_of(method).inc()
-        _in_flight.set(_InFlight(time.perf_counter_ns(), method, route, request_id, span))
+        if state is not None and rule is not None:
+            state.route = rule.rule
 
-    async def finish_request(response: Response) -> Response:
-        state = _in_flight.get()
-        if state is None:  # a hook registered before ours answered first
-            return response
-        response.headers[REQUEST_ID_HEADER] = state.request_id
-        seconds = (time.perf_counter_ns() - state.started_ns) / 1e9
-        status = response.status_code
-        metrics.observe(state.method, state.route, status, seconds)
-        state.span.end(status)
-        if access_log is not None and state.route not in quiet_routes:
-            access_log.info(
-                "request",
-                method=request.method,
-                path=request.path,
-                route=state.route,
-                status=status,
-                duration_ms=round(seconds * 1000, 3),
-                client=request.remote_addr,
-            )
-        return response
+    # Registered first, so it runs before any other hook can answer the request.
+    app.before_request_funcs.setdefault(None, []).insert(0, record_route)
+    quiet_routes = frozenset(() if logging.access_log_probes else (*PROBE_ROUTES, metrics_path))
+    app.asgi_app = _InstrumentationMiddleware(  # type: ignore[method-assign] # Quart's way to add middleware
+        app.asgi_app,
+        metrics=metrics,
+        tracing=tracing,
+        write_access_line=access_log() if logging.access_log else None,
+        quiet_routes=quiet_routes,
+    )
 
-    async def release_request(_: BaseException | None) -> None:
-        state = _in_flight.get()
-        if state is None:
+
+class _InstrumentationMiddleware:
+    def __init__(
+        self,
+        app: Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]],
+        *,
+        metrics: HttpMetrics,
+        tracing: Tracing,
+        write_access_line: AccessLog | None,
+        quiet_routes: frozenset[str],
+    ) -> None:
+        self._app = app
+        self._metrics = metrics
+        self._tracing = tracing
+        self._write_access_line = write_access_line
+        self._quiet_routes = quiet_routes
+
+    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
             return
-        _in_flight.set(None)
-        metrics.in_progress_of(state.method).dec()
-        state.span.detach()
+        started_ns = time.perf_counter_ns()
+        method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
+        raw_request_id, traceparent, tracestate = _read_headers(scope["headers"])
+        request_id = request_id_from(raw_request_id)
+        state = _InFlight()
+        span = self._tracing.start_server_span(traceparent, tracestate, method)
+        bind_request_fields(RequestFields(request_id, span.trace_id, span.span_id))
+        _in_flight.set(state)
+        in_progress = self._metrics.in_progress_of(method)
+        in_progress.inc()
+        request_id_header = (REQUEST_ID_KEY, request_id.encode("latin-1"))
+        status = 500  # what the client sees if the app fails before answering
 
-    app.before_request(begin_request)
-    app.after_request(finish_request)
-    app.teardown_request(release_request)
+        async def send_with_request_id(message: ASGISendEvent) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message["headers"], request_id_header]
+            await send(message)
+
+        try:
+            await self._app(scope, receive, send_with_request_id)
+        finally:
+            seconds = (time.perf_counter_ns() - started_ns) / 1e9
+            in_progress.dec()
+            self._metrics.observe(method, state.route, status, seconds)
+            span.end(state.route, status)
+            span.detach()
+            if self._write_access_line is not None and state.route not in self._quiet_routes:
+                client = scope.get("client")
+                self._write_access_line(
+                    method=scope["method"],
+                    path=scope["path"],
+                    route=state.route,
+                    status=status,
+                    duration_ms=round(seconds * 1000, 3),
+                    client=client[0] if client else None,
+                )
 
 
 def _read_headers(headers: Iterable[tuple[bytes, bytes]]) -> tuple[str | None, str | None, str | None]:

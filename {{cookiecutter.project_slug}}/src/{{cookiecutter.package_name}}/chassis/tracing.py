@@ -29,22 +29,24 @@ _ROOT_CONTEXT = otel_context.Context()
 class ServerSpan:
     """This service's span for one request: its ids, and the context made current for it."""
 
-    __slots__ = ("_span", "_token", "span_id", "trace_id")
+    __slots__ = ("_method", "_span", "_token", "span_id", "trace_id")
 
-    def __init__(self, span: trace.Span, parent: otel_context.Context) -> None:
+    def __init__(self, span: trace.Span, parent: otel_context.Context, method: str) -> None:
         self._span = span
+        self._method = method
         span_context = span.get_span_context()
         self.trace_id = format(span_context.trace_id, "032x")
         self.span_id = format(span_context.span_id, "016x")
         self._token = otel_context.attach(trace.set_span_in_context(span, parent))
 
-    def end(self, status: int | None) -> None:
-        """Record the response status (when recording) and end the span."""
+    def end(self, route: str, status: int) -> None:
+        """Name the span after the matched route, record the status (when recording), end it."""
         if self._span.is_recording():
-            if status is not None:
-                self._span.set_attribute("http.response.status_code", status)
-                if status >= 500:
-                    self._span.set_status(trace.StatusCode.ERROR)
+            self._span.update_name(f"{self._method} {route}")
+            self._span.set_attribute("http.route", route)
+            self._span.set_attribute("http.response.status_code", status)
+            if status >= 500:
+                self._span.set_status(trace.StatusCode.ERROR)
             self._span.end()
 
     def detach(self) -> None:
@@ -76,27 +78,25 @@ class Tracing:
     def exporting(self) -> bool:
         return self._tracer is not None
 
-    def start_server_span(
-        self, traceparent: str | None, tracestate: str | None, method: str, route: str
-    ) -> ServerSpan:
+    def start_server_span(self, traceparent: str | None, tracestate: str | None, method: str) -> ServerSpan:
         """Start this request's span as a child of the caller's (W3C headers), if any."""
         if traceparent is None and self._tracer is None:
             # The common case without a caller's trace and without export: new ids, nothing to parse.
-            return ServerSpan(trace.NonRecordingSpan(_child_of(trace.INVALID_SPAN_CONTEXT)), _ROOT_CONTEXT)
+            return ServerSpan(
+                trace.NonRecordingSpan(_child_of(trace.INVALID_SPAN_CONTEXT)), _ROOT_CONTEXT, method
+            )
         carrier = {"traceparent": traceparent or ""}
         if tracestate is not None:
             carrier["tracestate"] = tracestate
         parent = _PROPAGATOR.extract(carrier)
         if self._tracer is not None:
+            # Named after the route once it is known (``ServerSpan.end``).
             span = self._tracer.start_span(
-                f"{method} {route}",
-                context=parent,
-                kind=trace.SpanKind.SERVER,
-                attributes={"http.request.method": method, "http.route": route},
+                method, context=parent, kind=trace.SpanKind.SERVER, attributes={"http.request.method": method}
             )
         else:
             span = trace.NonRecordingSpan(_child_of(trace.get_current_span(parent).get_span_context()))
-        return ServerSpan(span, parent)
+        return ServerSpan(span, parent, method)
 
     async def shutdown(self) -> None:
         """Export what is still buffered, then stop the exporter (off the event loop: it blocks)."""
