@@ -367,3 +367,29 @@ def test_info_shows_build_metadata(project: Path, start_service) -> None:
     assert body["python"].startswith("3.")
     assert 'service_info{commit="0123abc"' in fetch(f"{base}/metrics")[1]
     stop(process)
+
+
+def test_make_bench_prints_figures(project: Path) -> None:
+    """The generated project's benchmark (wrk against the real service), in a short run."""
+    result = subprocess.run(
+        ["make", "bench", "ARGS=--duration 1 --connections 4"],
+        cwd=project, capture_output=True, text=True, env=clean_env(), timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in result.stdout.splitlines() if line.startswith("/")}
+    assert set(rows) == {"/", "/health/live"}
+    assert all(float(value) > 0 for value in rows["/"])
+    assert "memory (RSS) after load" in result.stdout
+
+
+def test_overhead_benchmark_runs(project: Path) -> None:
+    """bench/compare.py (chassis against bare Quart, both engines), in its shortest form."""
+    result = subprocess.run(
+        [sys.executable, "bench/compare.py", "--project", str(project), "--duration", "1", "--rounds", "1",
+         "--connections", "4"],
+        cwd=Path(__file__).resolve().parents[1], capture_output=True, text=True, env=clean_env(), timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "ratios: hypercorn" in result.stdout
+    assert "uvicorn" in result.stdout.splitlines()[-1]

@@ -116,6 +116,21 @@ async def test_access_log_can_include_probes_or_be_off(json_logs: io.StringIO) -
         assert len(access) == expected
 
 
+async def test_access_lines_follow_the_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
+    stdout = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging(LoggingSettings(level="warning"), service=DISTRIBUTION_NAME, version="0")
+    try:
+        app = await started_app(Settings())
+        async with app.test_app():
+            await lifecycle_of(app).wait_until_started()
+            await app.test_client().get("/")
+        assert stdout.getvalue() == "", "info lines (access lines included) are filtered out"
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+
+
 async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:
     client = served.test_client()
     for item_id in ("1", "2", "3"):

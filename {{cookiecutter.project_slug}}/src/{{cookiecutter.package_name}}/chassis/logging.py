@@ -13,11 +13,12 @@ so no setting's value (secrets included) can leak into a log line.
 from __future__ import annotations
 
 import dataclasses
-import datetime
 import json
 import logging
 import sys
+import time
 from contextvars import ContextVar
+from json.encoder import encode_basestring as _quote  # JSON string literal, non-ASCII kept
 from typing import Any, Protocol, TextIO
 
 import structlog
@@ -183,41 +184,44 @@ class _StructlogAccessLog:
 class _JsonAccessLog:
     """Access lines in JSON, written straight to the stream.
 
-    The same fields as every other JSON line, but one encoder call and one write per
-    request: the general structlog chain cost twice as much on this hot path.
+    The same fields and timestamp format as every other JSON line, but built with one
+    format string: the constant part is encoded once, only client-supplied text is
+    escaped per line, and the timestamp's seconds are formatted once a second.  The
+    general structlog chain cost several times as much on this hot path.
     """
 
     def __init__(self, stream: TextIO, service: str, version: str) -> None:
         self._stream = stream
-        self._encode = json.JSONEncoder(ensure_ascii=False).encode
-        constant = {
-            "event": "request",
-            "logger": "access",
-            "level": "info",
-            "service": service,
-            "version": version,
-        }
-        self._prefix = self._encode(constant)[:-1] + ", "
+        constant = {"event": "request", "logger": "access", "level": "info", "service": service}
+        constant["version"] = version
+        self._prefix = json.dumps(constant, ensure_ascii=False)[:-1]
+        self._second = -1
+        self._second_text = ""
 
     def __call__(
         self, *, method: str, path: str, route: str, status: int, duration_ms: float, client: str | None
     ) -> None:
-        line: dict[str, Any] = {
-            "method": method,
-            "path": path,
-            "route": route,
-            "status": status,
-            "duration_ms": duration_ms,
-            "client": client,
-        }
         fields = _request_fields.get()
-        if fields is not None:
-            line["request_id"] = fields.request_id
-            line["trace_id"] = fields.trace_id
-            line["span_id"] = fields.span_id
-        line["timestamp"] = datetime.datetime.now(datetime.UTC).isoformat().replace("+00:00", "Z")
-        self._stream.write(self._prefix + self._encode(line)[1:] + "\n")
+        ids = ""
+        if fields is not None:  # ids are hex or sanitized: nothing to escape
+            ids = f', "request_id": "{fields.request_id}", "trace_id": "{fields.trace_id}"'
+            ids += f', "span_id": "{fields.span_id}"'
+        client_text = "null" if client is None else _quote(client)
+        self._stream.write(
+            f'{self._prefix}, "method": {_quote(method)}, "path": {_quote(path)}, "route": {_quote(route)}, '
+            f'"status": {status}, "duration_ms": {duration_ms!r}, "client": {client_text}{ids}, '
+            f'"timestamp": "{self._timestamp()}"}}\n'
+        )
         self._stream.flush()
+
+    def _timestamp(self) -> str:
+        """ISO 8601 in UTC with microseconds, as structlog's TimeStamper writes it."""
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._second = second
+            self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+        return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
 
 
 def _add_request_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
