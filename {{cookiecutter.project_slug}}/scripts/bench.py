@@ -1,8 +1,8 @@
 """Load-test the service the way production runs it: ``make bench``.
 
-Starts ``python -m {{ cookiecutter.package_name }} serve`` (one worker, JSON logs to /dev/null) on a
-free local port, waits until it is ready, then drives each path with wrk from a separate process
-and prints requests per second and p50/p99 latency.  Needs wrk (Debian/Ubuntu:
+Starts the service with its own entrypoint (``python -m <package> serve``: one worker, JSON
+logs to /dev/null) on a free local port, waits until it is ready, then drives each path with
+wrk from a separate process and prints requests per second and p50/p99 latency.  Needs wrk (Debian/Ubuntu:
 ``sudo apt-get install wrk``; macOS: ``brew install wrk``).
 
 Flags after ``--`` go to the service, e.g. ``make bench ARGS="-- --server-engine uvicorn"``.
