@@ -106,14 +106,12 @@ def main() -> int:
     for engine in args.engines.split(","):
         results: dict[str, list] = {"bare": [], "chassis": []}
         memory: dict[str, float] = {}
-        ready: list[float] = []
+        ready: dict[str, list[float]] = {"bare": [], "chassis": []}
         for _ in range(args.rounds):
             for target in ("bare", "chassis"):
                 process, ready_url, base = start(target, engine)
                 try:
-                    seconds = bench.wait_until_ready(process, ready_url)
-                    if target == "chassis":
-                        ready.append(seconds)
+                    ready[target].append(bench.wait_until_ready(process, ready_url))
                     results[target].append(bench.run_wrk(f"{base}/", duration=args.duration,
                                                          connections=args.connections, cpu="1"))
                     memory[target] = bench.rss_mb(process.pid)
@@ -128,8 +126,8 @@ def main() -> int:
                   f"   p99 {rows[target][2]:6.2f} ms   RSS after load {memory[target]:5.1f} MB")
         ratio = rows["chassis"][0] / rows["bare"][0]
         summary[engine] = ratio
-        print(f"  {engine:<10}chassis keeps {ratio:.0%} of bare throughput; "
-              f"start to ready {statistics.median(ready):.2f} s (median)")
+        print(f"  {engine:<10}chassis keeps {ratio:.0%} of bare throughput; start to ready (median): "
+              f"chassis {statistics.median(ready['chassis']):.2f} s, bare {statistics.median(ready['bare']):.2f} s")
     print("ratios: " + ", ".join(f"{engine} {ratio:.2f}" for engine, ratio in summary.items()))
     return 0
 
