@@ -140,6 +140,16 @@ def test_two_workers_serve_and_stop(project: Path, start_service) -> None:
     assert stdout.count('"event": "server stopped"') == 2
 
 
+def test_stop_while_workers_are_still_starting_is_clean(project: Path, start_service) -> None:
+    process, _ = start_service("--server-workers", "2")
+    assert process.stdout is not None
+    for line in process.stdout:  # the supervisor's handlers are in place; workers are starting
+        if json.loads(line)["event"] == "workers started":
+            break
+    stdout, stderr = stop(process)
+    assert process.returncode == 0, stdout + stderr
+
+
 def test_console_script_is_installed(project: Path) -> None:
     result = subprocess.run(
         [str(project / ".venv" / "bin" / DEFAULT_SLUG), "--version"], capture_output=True, text=True, check=False
@@ -260,8 +270,9 @@ def json_lines(stdout: str) -> list[dict]:
     return [json.loads(line) for line in stdout.splitlines()]
 
 
-def test_logs_are_json_with_request_and_trace_ids(project: Path, start_service) -> None:
-    process, base = start_service()
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_logs_are_json_with_request_and_trace_ids(project: Path, start_service, engine: str) -> None:
+    process, base = start_service("--server-engine", engine)
     wait_for_status(process, f"{base}/health/ready")
     status, _ = fetch(f"{base}/", {"X-Request-ID": "order-42", "traceparent": TRACEPARENT})
     assert status == 200
@@ -323,14 +334,15 @@ sys.exit(serve(app_with_slow_startup_and_a_switchable_check, load_settings().set
 """
 
 
-def test_readiness_states_over_http(project: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_readiness_states_over_http(project: Path, tmp_path: Path, engine: str) -> None:
     """STARTING (503) while startup work runs, UP, DOWN while a critical check fails, UP again, exit 0."""
     script = tmp_path / "serve_demo.py"
     script.write_text(READINESS_SCRIPT.format(package=DEFAULT_PACKAGE), encoding="utf-8")
     down_file = tmp_path / "down"
     port = free_port()
     env = clean_env(
-        **{f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port)},
+        **{f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port), f"{PREFIX}_SERVER_ENGINE": engine},
         DEMO_STARTUP_SECONDS="2", DEMO_DOWN_FILE=str(down_file),
     )
     process = subprocess.Popen([python_of(project), str(script)], cwd=project, env=env,

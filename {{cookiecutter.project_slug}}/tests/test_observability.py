@@ -131,6 +131,27 @@ async def test_access_lines_follow_the_log_level(monkeypatch: pytest.MonkeyPatch
         logging.getLogger().handlers.clear()
 
 
+async def test_unhandled_error_is_logged_once_with_a_structured_traceback(json_logs: io.StringIO) -> None:
+    app = await started_app(Settings())
+
+    async def broken() -> str:
+        secret = "s3cr3t-value"  # a local variable: tracebacks must not show it
+        raise RuntimeError("boom " + secret[:0])
+
+    app.add_url_rule("/broken", "broken", broken)
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        response = await app.test_client().get("/broken")
+    assert response.status_code == 500
+    text = json_logs.getvalue()
+    assert "s3cr3t-value" not in text
+    errors = [line for line in read_lines(json_logs) if "exception" in line]
+    assert len(errors) == 1
+    frames = errors[0]["exception"][0]["frames"]  # type: ignore[index]
+    assert frames[-1]["name"] == "broken"
+    assert errors[0]["exception"][0]["exc_type"] == "RuntimeError"  # type: ignore[index]
+
+
 async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:
     client = served.test_client()
     for item_id in ("1", "2", "3"):

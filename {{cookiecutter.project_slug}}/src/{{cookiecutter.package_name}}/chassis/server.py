@@ -16,6 +16,7 @@ import importlib.util
 import multiprocessing
 import os
 import signal
+import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
@@ -76,18 +77,31 @@ def loop_factory(settings: Settings) -> LoopFactory | None:
 
 def run_worker(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:
     """Build the app and serve it on ``sockets`` until SIGTERM or SIGINT; return the exit code."""
+    # A stop signal may come while the app is still being built: remember it, stop at once later.
+    early_signals: list[int] = []
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, lambda received, _frame: early_signals.append(received))
     app = app_factory(settings)
     with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-        runner.run(_serve_until_signalled(app, settings, sockets))
+        runner.run(_serve_until_signalled(app, settings, sockets, early_signals))
     return 1 if lifecycle_of(app).failed else 0
 
 
-async def _serve_until_signalled(app: Quart, settings: Settings, sockets: Sockets) -> None:
+def _worker_process(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> None:
+    """Entry point of a spawned worker process: its exit code is the worker's."""
+    sys.exit(run_worker(app_factory, settings, sockets))
+
+
+async def _serve_until_signalled(
+    app: Quart, settings: Settings, sockets: Sockets, early_signals: list[int]
+) -> None:
     stop = asyncio.Event()
     lifecycle_of(app).request_stop = stop.set
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, _on_stop_signal, stop, signum)
+    for received in early_signals:
+        _on_stop_signal(stop, received)
     await ENGINES[settings.server.engine](app, settings, sockets, stop)
     log.info("server stopped")
 
@@ -101,7 +115,7 @@ def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) ->
     """Run ``server.workers`` worker processes; stop them all on a signal or when one dies."""
     context = multiprocessing.get_context("spawn")
     workers = [
-        context.Process(target=run_worker, args=(app_factory, settings, sockets), name=f"worker-{index}")
+        context.Process(target=_worker_process, args=(app_factory, settings, sockets), name=f"worker-{index}")
         for index in range(settings.server.workers)
     ]
     signalled = False
@@ -111,10 +125,12 @@ def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) ->
         signalled = True
         _signal_workers(workers, signum)
 
-    for worker in workers:
-        worker.start()
     for signum in STOP_SIGNALS:
         signal.signal(signum, forward_signal)
+    for worker in workers:
+        worker.start()
+    if signalled:  # a signal came while workers were starting: make sure every one hears it
+        _signal_workers(workers, signal.SIGTERM)
     log.info("workers started", workers=len(workers))
 
     wait([worker.sentinel for worker in workers])
@@ -131,7 +147,10 @@ def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) ->
             worker.join()
         if worker.pid is not None:
             mark_worker_dead(worker.pid)
-    clean = signalled and all(worker.exitcode == 0 for worker in workers)
+    # A worker that the forwarded signal ended before it could handle it (still importing)
+    # had nothing in flight: that is a clean stop too.
+    stopped_cleanly = {0, -signal.SIGTERM, -signal.SIGINT}
+    clean = signalled and all(worker.exitcode in stopped_cleanly for worker in workers)
     return 0 if clean else 1
 
 
