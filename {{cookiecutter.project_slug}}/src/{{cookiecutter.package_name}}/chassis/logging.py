@@ -67,10 +67,6 @@ def bind_request_fields(fields: RequestFields) -> None:
     _request_fields.set(fields)
 
 
-def current_request_fields() -> RequestFields | None:
-    return _request_fields.get()
-
-
 def configure_logging(settings: LoggingSettings, *, service: str, version: str) -> None:
     """Route structlog and the standard library's logging to stdout in the chosen format."""
     level = logging.getLevelNamesMapping()[settings.level.upper()]
