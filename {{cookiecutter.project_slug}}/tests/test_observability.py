@@ -22,6 +22,7 @@ from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
 from {{ cookiecutter.package_name }}.settings import (
     LoggingSettings,
+    MetricsSettings,
     Settings,
     TracingSettings,
 )
@@ -152,6 +153,37 @@ async def test_unhandled_error_is_logged_once_with_a_structured_traceback(json_l
     assert errors[0]["exception"][0]["exc_type"] == "RuntimeError"  # type: ignore[index]
 
 
+async def test_console_format_is_for_humans(monkeypatch: pytest.MonkeyPatch) -> None:
+    stdout = io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    configure_logging(LoggingSettings(format="console"), service=DISTRIBUTION_NAME, version="0")
+    try:
+        app = await started_app(Settings())
+        async with app.test_app():
+            await lifecycle_of(app).wait_until_started()
+            await app.test_client().get("/items/5")
+        lines = stdout.getvalue().splitlines()
+        access = [line for line in lines if "request" in line and "/items/5" in line]
+        assert len(access) == 1
+        assert not access[0].startswith("{"), "console lines are not JSON"
+        assert "\x1b[" not in stdout.getvalue(), "no colours when stdout is not a terminal"
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+
+
+async def test_metrics_path_is_a_setting(json_logs: io.StringIO) -> None:
+    app = await started_app(Settings(metrics=MetricsSettings(path="/internal/metrics")))
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        assert (await app.test_client().get("/metrics")).status_code == 404
+        response = await app.test_client().get("/internal/metrics")
+        assert response.status_code == 200
+        assert "http_requests_total" in await response.get_data(as_text=True)
+    paths = [line["path"] for line in read_lines(json_logs) if line.get("logger") == "access"]
+    assert paths == ["/metrics"], "scrapes of the configured path are not access-logged"
+
+
 async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:
     client = served.test_client()
     for item_id in ("1", "2", "3"):
@@ -220,3 +252,22 @@ async def test_server_span_is_exported_as_a_child_of_the_caller(
     assert span.name == "GET /items/<item_id>"
     assert span.trace_id.hex() == TRACE_ID
     assert span.parent_span_id.hex() == PARENT_SPAN_ID
+
+
+async def test_sample_ratio_applies_to_new_traces_only(
+    otlp_collector: tuple[str, list[bytes]], json_logs: io.StringIO
+) -> None:
+    endpoint, received = otlp_collector
+    app = await started_app(Settings(tracing=TracingSettings(otlp_endpoint=endpoint, sample_ratio=0.0)))
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        await app.test_client().get("/items/1")  # a new trace: ratio 0 samples nothing
+        await app.test_client().get("/items/2", headers={"traceparent": TRACEPARENT})  # caller sampled it
+    names = []
+    for body in received:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(body)
+        names += [
+            span.trace_id.hex() for r in export.resource_spans for sc in r.scope_spans for span in sc.spans
+        ]
+    assert names == [TRACE_ID]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -15,7 +16,9 @@ from collections.abc import Iterator
 
 import pytest
 
+from {{ cookiecutter.package_name }}.chassis.server import ServerError, loop_factory
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
+from {{ cookiecutter.package_name }}.settings import ServerSettings, Settings
 
 START_TIMEOUT = 20.0
 
@@ -85,3 +88,15 @@ def test_serves_and_stops_on_signal(service: tuple[subprocess.Popen[str], str], 
     assert "Traceback" not in output
     for line in output.splitlines():
         assert json.loads(line)["service"], line
+
+
+@pytest.mark.parametrize(("loop", "expected"), [("asyncio", None), ("auto", "uvloop"), ("uvloop", "uvloop")])
+def test_event_loop_setting(loop: str, expected: str | None) -> None:
+    factory = loop_factory(Settings(server=ServerSettings(loop=loop)))  # type: ignore[arg-type]
+    assert (None if factory is None else factory.__module__.split(".")[0]) == expected
+
+
+def test_missing_uvloop_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ServerError, match=r"server\.loop is uvloop, but uvloop is not installed"):
+        loop_factory(Settings(server=ServerSettings(loop="uvloop")))
