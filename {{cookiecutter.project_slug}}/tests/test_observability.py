@@ -7,7 +7,7 @@ import json
 import logging
 import sys
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
 
@@ -30,6 +30,8 @@ from {{ cookiecutter.package_name }}.settings import (
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
 TRACEPARENT = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
+# Configures logging with the given settings and returns the buffer it writes to.
+CaptureLogs = Callable[[LoggingSettings], io.StringIO]
 
 
 async def item(item_id: str) -> dict[str, str]:
@@ -43,14 +45,24 @@ async def started_app(settings: Settings) -> Quart:
 
 
 @pytest.fixture
-def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[io.StringIO]:
-    """The service's stdout, as JSON lines in a buffer; logging defaults are restored after."""
-    stdout = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(LoggingSettings(), service=DISTRIBUTION_NAME, version="0")
-    yield stdout
+def capture_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[CaptureLogs]:
+    """Configure logging with given settings into a buffer (the service's stdout); restore after."""
+
+    def configure(settings: LoggingSettings) -> io.StringIO:
+        stdout = io.StringIO()
+        monkeypatch.setattr(sys, "stdout", stdout)
+        configure_logging(settings, service=DISTRIBUTION_NAME, version="0")
+        return stdout
+
+    yield configure
     structlog.reset_defaults()
     logging.getLogger().handlers.clear()
+
+
+@pytest.fixture
+def json_logs(capture_logs: CaptureLogs) -> io.StringIO:
+    """The service's stdout, as JSON lines in a buffer (``read_lines`` reads them)."""
+    return capture_logs(LoggingSettings())
 
 
 def read_lines(stdout: io.StringIO) -> list[dict[str, object]]:
@@ -117,19 +129,13 @@ async def test_access_log_can_include_probes_or_be_off(json_logs: io.StringIO) -
         assert len(access) == expected
 
 
-async def test_access_lines_follow_the_log_level(monkeypatch: pytest.MonkeyPatch) -> None:
-    stdout = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(LoggingSettings(level="warning"), service=DISTRIBUTION_NAME, version="0")
-    try:
-        app = await started_app(Settings())
-        async with app.test_app():
-            await lifecycle_of(app).wait_until_started()
-            await app.test_client().get("/")
-        assert stdout.getvalue() == "", "info lines (access lines included) are filtered out"
-    finally:
-        structlog.reset_defaults()
-        logging.getLogger().handlers.clear()
+async def test_access_lines_follow_the_log_level(capture_logs: CaptureLogs) -> None:
+    stdout = capture_logs(LoggingSettings(level="warning"))
+    app = await started_app(Settings())
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        await app.test_client().get("/")
+    assert stdout.getvalue() == "", "info lines (access lines included) are filtered out"
 
 
 async def test_unhandled_error_is_logged_once_with_a_structured_traceback(json_logs: io.StringIO) -> None:
@@ -153,23 +159,17 @@ async def test_unhandled_error_is_logged_once_with_a_structured_traceback(json_l
     assert errors[0]["exception"][0]["exc_type"] == "RuntimeError"  # type: ignore[index]
 
 
-async def test_console_format_is_for_humans(monkeypatch: pytest.MonkeyPatch) -> None:
-    stdout = io.StringIO()
-    monkeypatch.setattr(sys, "stdout", stdout)
-    configure_logging(LoggingSettings(format="console"), service=DISTRIBUTION_NAME, version="0")
-    try:
-        app = await started_app(Settings())
-        async with app.test_app():
-            await lifecycle_of(app).wait_until_started()
-            await app.test_client().get("/items/5")
-        lines = stdout.getvalue().splitlines()
-        access = [line for line in lines if "request" in line and "/items/5" in line]
-        assert len(access) == 1
-        assert not access[0].startswith("{"), "console lines are not JSON"
-        assert "\x1b[" not in stdout.getvalue(), "no colours when stdout is not a terminal"
-    finally:
-        structlog.reset_defaults()
-        logging.getLogger().handlers.clear()
+async def test_console_format_is_for_humans(capture_logs: CaptureLogs) -> None:
+    stdout = capture_logs(LoggingSettings(format="console"))
+    app = await started_app(Settings())
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        await app.test_client().get("/items/5")
+    lines = stdout.getvalue().splitlines()
+    access = [line for line in lines if "request" in line and "/items/5" in line]
+    assert len(access) == 1
+    assert not access[0].startswith("{"), "console lines are not JSON"
+    assert "\x1b[" not in stdout.getvalue(), "no colours when stdout is not a terminal"
 
 
 async def test_metrics_path_is_a_setting(json_logs: io.StringIO) -> None:
