@@ -132,7 +132,12 @@ def test_sigint_stops_cleanly_too(project: Path, start_service) -> None:
 
 def test_two_workers_serve_and_stop(project: Path, start_service) -> None:
     process, base = start_service("--server-workers", "2")
-    wait_for_status(process, f"{base}/health/ready")
+    assert process.stdout is not None
+    ready = 0
+    for line in process.stdout:  # readiness over HTTP proves only one worker; wait for both
+        ready += json.loads(line)["event"] == "service ready"
+        if ready == 2:
+            break
     for _ in range(20):
         assert get_json(f"{base}/")[0] == 200
     stdout, stderr = stop(process)
