@@ -8,7 +8,7 @@ from quart import Quart
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.health import health_of
-from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Resource, lifecycle_of
 from {{ cookiecutter.package_name }}.settings import HealthSettings, Settings
 
 
@@ -26,10 +26,11 @@ async def test_readiness_follows_startup_serving_and_draining() -> None:
     app = create_app(Settings())
     gate = asyncio.Event()
 
-    async def slow_startup() -> None:
-        await gate.wait()
+    class SlowToStart(Resource):
+        async def start(self) -> None:
+            await gate.wait()
 
-    lifecycle_of(app).on_startup(slow_startup)
+    lifecycle_of(app).add("slow", SlowToStart())
     assert await probe(app, "/health/ready") == (503, {"status": "STARTING", "checks": {}})
     async with app.test_app():
         assert (await probe(app, "/health/ready"))[0] == 503
@@ -80,20 +81,3 @@ async def test_details_can_be_hidden() -> None:
     async with app.test_app():
         await lifecycle_of(app).wait_until_started()
         assert await probe(app, "/health/ready") == (200, {"status": "UP"})
-
-
-async def test_failed_startup_stops_the_service() -> None:
-    app = create_app(Settings())
-    stops: list[str] = []
-
-    async def broken() -> None:
-        raise RuntimeError("cannot reach the database")
-
-    lifecycle = lifecycle_of(app)
-    lifecycle.on_startup(broken)
-    lifecycle.request_stop = lambda: stops.append("stop")
-    async with app.test_app():
-        await asyncio.gather(lifecycle.wait_until_started(), return_exceptions=True)
-        assert lifecycle.failed
-        assert stops == ["stop"]
-        assert (await probe(app, "/health/ready"))[0] == 503

@@ -34,13 +34,13 @@ TRACEPARENT = f"00-{TRACE_ID}-{PARENT_SPAN_ID}-01"
 CaptureLogs = Callable[[LoggingSettings], io.StringIO]
 
 
-async def item(item_id: str) -> dict[str, str]:
-    return {"id": item_id}
+async def thing(thing_id: str) -> dict[str, str]:
+    return {"id": thing_id}
 
 
 async def started_app(settings: Settings) -> Quart:
     app = create_app(settings)
-    app.add_url_rule("/items/<item_id>", "item", item)
+    app.add_url_rule("/things/<thing_id>", "thing", thing)
     return app
 
 
@@ -83,19 +83,19 @@ async def served(json_logs: io.StringIO) -> AsyncIterator[Quart]:
 
 async def test_request_id_is_kept_when_sane_and_replaced_otherwise(served: Quart) -> None:
     client = served.test_client()
-    kept = await client.get("/", headers={"X-Request-ID": "abc-123"})
+    kept = await client.get("/info", headers={"X-Request-ID": "abc-123"})
     assert kept.headers["X-Request-ID"] == "abc-123"
     for bad in ("a" * 129, "has space", 'quote"d', "semi;colon"):
-        replaced = await client.get("/", headers={"X-Request-ID": bad})
+        replaced = await client.get("/info", headers={"X-Request-ID": bad})
         assert replaced.headers["X-Request-ID"] != bad
         assert len(replaced.headers["X-Request-ID"]) == 32
-    made = await client.get("/")
+    made = await client.get("/info")
     assert len(made.headers["X-Request-ID"]) == 32
 
 
 async def test_one_json_access_line_per_request(served: Quart, json_logs: io.StringIO) -> None:
     client = served.test_client()
-    await client.get("/items/42", headers={"X-Request-ID": "req-1", "traceparent": TRACEPARENT})
+    await client.get("/things/42", headers={"X-Request-ID": "req-1", "traceparent": TRACEPARENT})
     await client.get("/health/ready")
     await client.get("/metrics")
     access = [line for line in read_lines(json_logs) if line.get("logger") == "access"]
@@ -104,8 +104,8 @@ async def test_one_json_access_line_per_request(served: Quart, json_logs: io.Str
     assert line["event"] == "request"
     assert (line["method"], line["path"], line["route"], line["status"]) == (
         "GET",
-        "/items/42",
-        "/items/<item_id>",
+        "/things/42",
+        "/things/<thing_id>",
         200,
     )
     assert line["request_id"] == "req-1"
@@ -124,7 +124,7 @@ async def test_access_log_can_include_probes_or_be_off(json_logs: io.StringIO) -
         async with app.test_app():
             await lifecycle_of(app).wait_until_started()
             await app.test_client().get("/health/live")
-            await app.test_client().get("/")
+            await app.test_client().get("/info")
         access = [line for line in read_lines(json_logs) if line.get("logger") == "access"]
         assert len(access) == expected
 
@@ -134,7 +134,7 @@ async def test_access_lines_follow_the_log_level(capture_logs: CaptureLogs) -> N
     app = await started_app(Settings())
     async with app.test_app():
         await lifecycle_of(app).wait_until_started()
-        await app.test_client().get("/")
+        await app.test_client().get("/info")
     assert stdout.getvalue() == "", "info lines (access lines included) are filtered out"
 
 
@@ -164,9 +164,9 @@ async def test_console_format_is_for_humans(capture_logs: CaptureLogs) -> None:
     app = await started_app(Settings())
     async with app.test_app():
         await lifecycle_of(app).wait_until_started()
-        await app.test_client().get("/items/5")
+        await app.test_client().get("/things/5")
     lines = stdout.getvalue().splitlines()
-    access = [line for line in lines if "request" in line and "/items/5" in line]
+    access = [line for line in lines if "request" in line and "/things/5" in line]
     assert len(access) == 1
     assert not access[0].startswith("{"), "console lines are not JSON"
     assert "\x1b[" not in stdout.getvalue(), "no colours when stdout is not a terminal"
@@ -186,17 +186,17 @@ async def test_metrics_path_is_a_setting(json_logs: io.StringIO) -> None:
 
 async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:
     client = served.test_client()
-    for item_id in ("1", "2", "3"):
-        await client.get(f"/items/{item_id}")
+    for thing_id in ("1", "2", "3"):
+        await client.get(f"/things/{thing_id}")
     await client.get("/no/such/path")
     await client.open("/", method="BREW", json=None)
     text = await (await client.get("/metrics")).get_data(as_text=True)
-    assert 'http_requests_total{method="GET",route="/items/<item_id>",status="200"} 3.0' in text
+    assert 'http_requests_total{method="GET",route="/things/<thing_id>",status="200"} 3.0' in text
     assert 'http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in text
     assert 'method="OTHER"' in text
-    assert "/items/1" not in text
+    assert "/things/1" not in text
     assert "/no/such/path" not in text
-    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/items/<item_id>"}' in text
+    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/things/<thing_id>"}' in text
     assert 'http_requests_in_progress{method="GET"}' in text
     assert 'service_info{commit="unknown",service="' + DISTRIBUTION_NAME + '"' in text
     assert "process_resident_memory_bytes" in text
@@ -235,7 +235,7 @@ async def test_server_span_is_exported_as_a_child_of_the_caller(
     app = await started_app(Settings(tracing=TracingSettings(otlp_endpoint=endpoint)))
     async with app.test_app():
         await lifecycle_of(app).wait_until_started()
-        await app.test_client().get("/items/7", headers={"traceparent": TRACEPARENT})
+        await app.test_client().get("/things/7", headers={"traceparent": TRACEPARENT})
     # Leaving the app flushed the exporter.
     spans = []
     for body in received:
@@ -249,7 +249,7 @@ async def test_server_span_is_exported_as_a_child_of_the_caller(
         ]
     assert len(spans) == 1
     span = spans[0]
-    assert span.name == "GET /items/<item_id>"
+    assert span.name == "GET /things/<thing_id>"
     assert span.trace_id.hex() == TRACE_ID
     assert span.parent_span_id.hex() == PARENT_SPAN_ID
 
@@ -261,8 +261,8 @@ async def test_sample_ratio_applies_to_new_traces_only(
     app = await started_app(Settings(tracing=TracingSettings(otlp_endpoint=endpoint, sample_ratio=0.0)))
     async with app.test_app():
         await lifecycle_of(app).wait_until_started()
-        await app.test_client().get("/items/1")  # a new trace: ratio 0 samples nothing
-        await app.test_client().get("/items/2", headers={"traceparent": TRACEPARENT})  # caller sampled it
+        await app.test_client().get("/things/1")  # a new trace: ratio 0 samples nothing
+        await app.test_client().get("/things/2", headers={"traceparent": TRACEPARENT})  # caller sampled it
     names = []
     for body in received:
         export = ExportTraceServiceRequest()

@@ -81,7 +81,7 @@ def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[s
 def test_serves_and_stops_on_signal(service: tuple[subprocess.Popen[str], str], stop_signal: int) -> None:
     process, base_url = service
     wait_until_ready(process, base_url)
-    assert get_json(f"{base_url}/")[0] == 200
+    assert get_json(f"{base_url}/items")[0] == 200
     process.send_signal(stop_signal)
     output, _ = process.communicate(timeout=15)
     assert process.returncode == 0, output

@@ -6,33 +6,62 @@ from quart import Quart
 
 from . import DISTRIBUTION_NAME, __version__
 from .chassis import info
+from .chassis.errors import install_errors
 from .chassis.health import Health, install_health
+from .chassis.http_client import HttpClientMetrics, http_clients
 from .chassis.instrumentation import install_instrumentation
 from .chassis.lifecycle import Lifecycle, install_lifecycle
+from .chassis.limits import TimeLimitedQuart, install_limits
 from .chassis.metrics import HttpMetrics, install_metrics
+from .chassis.openapi import install_openapi
+from .chassis.security import install_cors
 from .chassis.tracing import Tracing
+from .services import EXTENSION_KEY as SERVICES_KEY
+from .services import Services, build_services
 from .settings import SETTINGS_KEY, Settings
 from .views import BLUEPRINTS
 
 
-def create_app(settings: Settings) -> Quart:
-    """Build the Quart app: the chassis first, then the service's own blueprints."""
-    app = Quart(__name__)
+def create_app(settings: Settings, services: Services | None = None) -> Quart:
+    """Build the Quart app: the chassis, the service's resources, then its blueprints.
+
+    ``services`` replaces the resources built from ``settings`` (tests substitute them so).
+    """
+    app = TimeLimitedQuart(__name__, request_timeout=settings.http.request_timeout)
     app.config[SETTINGS_KEY] = settings
 
     health = Health(show_details=settings.health.show_details)
-    lifecycle = Lifecycle(health)
+    lifecycle = Lifecycle(
+        health,
+        start_timeout=settings.resources.start_timeout,
+        stop_timeout=settings.resources.stop_timeout,
+    )
     tracing = Tracing(settings.tracing, service=DISTRIBUTION_NAME, version=__version__)
     metrics = HttpMetrics(service=DISTRIBUTION_NAME, version=__version__, commit=settings.build.commit)
-    lifecycle.on_shutdown(tracing.shutdown)
+    if services is None:
+        upstreams = http_clients(
+            settings.upstreams, metrics=HttpClientMetrics(metrics.registry), tracing=tracing
+        )
+        services = build_services(upstreams)
+
+    # Stopped last, so spans of the other resources' last calls are still exported.
+    lifecycle.add("tracing", tracing)
+    for name, client in services.upstreams.items():
+        lifecycle.add(f"upstream.{name}", client)
+    lifecycle.add("items", services.items)
+    app.extensions[SERVICES_KEY] = services
 
     install_instrumentation(
         app, metrics=metrics, tracing=tracing, logging=settings.logging, metrics_path=settings.metrics.path
     )
+    install_errors(app)
+    install_limits(app, settings.http)
+    install_cors(app, settings.http)
     install_lifecycle(app, lifecycle)
     install_health(app, health)
     install_metrics(app, metrics, settings.metrics.path)
     app.register_blueprint(info.blueprint)
+    install_openapi(app, BLUEPRINTS, title=DISTRIBUTION_NAME, version=__version__)
     for blueprint in BLUEPRINTS:
         app.register_blueprint(blueprint)
     return app

@@ -3,13 +3,14 @@
     {{ cookiecutter.project_slug }}
     python -m {{ cookiecutter.package_name }}
 
-Commands: ``serve`` (the default when no command is named), ``config check`` and
-``config show``.  Each takes every setting as a flag (see ``--help``); settings
+Commands: ``serve`` (the default when no command is named), ``config check``,
+``config show`` and ``openapi``.  Each takes every setting as a flag (see ``--help``); settings
 can also come from the environment and the settings file.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -21,6 +22,7 @@ from quart import Quart
 from . import DISTRIBUTION_NAME, __version__
 from .app import create_app
 from .chassis.logging import configure_logging
+from .chassis.openapi import openapi_document
 from .chassis.server import ServerError, serve
 from .settings import (
     CONFIG_ENV_VAR,
@@ -99,7 +101,7 @@ def build_app(settings: Settings) -> Quart:
 @click.group(cls=DefaultCommandGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name=DISTRIBUTION_NAME)
 def main() -> None:
-    """Run the service (`serve`, the default) or inspect its configuration (`config`)."""
+    """Run the service (`serve`, the default), inspect its configuration (`config`) or API (`openapi`)."""
 
 
 @main.command(DEFAULT_COMMAND)
@@ -136,3 +138,12 @@ def config_show(config_file: Path | None, **flags: Any) -> None:
     """Print the effective settings as YAML, each with its source; secrets are redacted."""
     loaded = load_or_exit(config_file, flags)
     click.echo(dump_settings(loaded), nl=False)
+
+
+@main.command("openapi")
+@settings_options
+def openapi_command(config_file: Path | None, **flags: Any) -> None:
+    """Print the API's OpenAPI document (JSON), as /openapi.json serves it."""
+    loaded = load_or_exit(config_file, flags)
+    document = openapi_document(create_app(loaded.settings))
+    click.echo(json.dumps(document, indent=2))

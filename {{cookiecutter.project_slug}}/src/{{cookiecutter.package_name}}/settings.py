@@ -39,6 +39,8 @@ LogFormat = Literal["json", "console"]
 ServerEngine = Literal["hypercorn", "uvicorn"]
 EventLoop = Literal["auto", "asyncio", "uvloop"]
 
+# A comma-separated list of origins (scheme://host[:port]), or "*", or nothing.
+_ORIGINS = r"|\*|https?://[^\s,/]+(\s*,\s*https?://[^\s,/]+)*"
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -131,13 +133,97 @@ class BuildSettings:
 
 
 @section
+class HttpSettings:
+    max_body_size: int = setting(
+        default=1_048_576,
+        help="Largest request body accepted, in bytes; larger ones get 413.",
+        minimum=1,
+        maximum=1_073_741_824,
+    )
+    request_timeout: float = setting(
+        default=30.0,
+        help="Seconds a request handler may take; past it the client gets 504.",
+        minimum=0.001,
+        maximum=3600,
+    )
+    cors_allow_origins: str = setting(
+        default="",
+        help="Origins allowed to call from browsers (CORS), comma-separated, or *; empty: CORS off.",
+        pattern=(_ORIGINS, "comma-separated origins such as https://app.example.com, or *"),
+    )
+
+
+@section
+class ResourcesSettings:
+    start_timeout: float = setting(
+        default=30.0, help="Seconds each resource may take to start.", minimum=0.001, maximum=3600
+    )
+    stop_timeout: float = setting(
+        default=10.0, help="Seconds each resource may take to stop.", minimum=0.001, maximum=3600
+    )
+
+
+@section
 class ShutdownSettings:
+    delay: float = setting(
+        default=3.0,
+        help="Seconds between a stop signal and closing the port (readiness is 503 meanwhile).",
+        minimum=0,
+        maximum=600,
+    )
     grace_period: float = setting(
         default=25.0,
-        help="Seconds that in-flight requests get to finish after a stop signal.",
+        help="Seconds that in-flight requests get to finish once the port is closed.",
         minimum=0,
         maximum=3600,
     )
+
+
+@section
+class UpstreamSettings:
+    """How to reach one other service: declare one field of this type per upstream (see below)."""
+
+    base_url: str = setting(
+        default="http://localhost",
+        help="Base URL of the upstream service.",
+        pattern=(r"https?://\S+", "an http:// or https:// URL"),
+    )
+    connect_timeout: float = setting(
+        default=2.0, help="Seconds to wait for a connection.", minimum=0.001, maximum=600
+    )
+    read_timeout: float = setting(
+        default=10.0, help="Seconds to wait for each part of the response.", minimum=0.001, maximum=600
+    )
+    total_timeout: float = setting(
+        default=30.0, help="Seconds one call may take in all, retries included.", minimum=0.001, maximum=3600
+    )
+    max_connections: int = setting(default=100, help="Most open connections.", minimum=1, maximum=10_000)
+    retries: int = setting(
+        default=2, help="Retries of a failed call when it is safe to retry.", minimum=0, maximum=10
+    )
+    breaker_failures: int = setting(
+        default=5, help="Consecutive failures that open the circuit breaker.", minimum=1, maximum=1000
+    )
+    breaker_cooldown: float = setting(
+        default=30.0,
+        help="Seconds the circuit stays open before one trial call is let through.",
+        minimum=0.001,
+        maximum=3600,
+    )
+
+
+@section
+class UpstreamsSettings:
+    """Other services this one calls, one field each; each gets a client in ``services``.
+
+    For example ``catalog: UpstreamSettings = upstream("http://catalog:8080")`` gives the
+    settings ``upstreams.catalog.base_url``, ``upstreams.catalog.retries`` and so on.
+    """
+
+
+def upstream(base_url: str) -> Any:
+    """Declare an upstream in ``UpstreamsSettings`` with its default base URL."""
+    return dataclasses.field(default_factory=lambda: UpstreamSettings(base_url=base_url))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,7 +236,10 @@ class Settings:
     tracing: TracingSettings = dataclasses.field(default_factory=TracingSettings)
     health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
     build: BuildSettings = dataclasses.field(default_factory=BuildSettings)
+    http: HttpSettings = dataclasses.field(default_factory=HttpSettings)
+    resources: ResourcesSettings = dataclasses.field(default_factory=ResourcesSettings)
     shutdown: ShutdownSettings = dataclasses.field(default_factory=ShutdownSettings)
+    upstreams: UpstreamsSettings = dataclasses.field(default_factory=UpstreamsSettings)
 
 
 class SettingsError(Exception):
@@ -161,7 +250,7 @@ class SettingsError(Exception):
 class SettingSpec:
     """What one declared setting is: derived from its field, used for every source."""
 
-    section: str
+    section: str  # dotted for nested sections: "upstreams.catalog"
     name: str
     type: Any
     default: Any
@@ -178,7 +267,7 @@ class SettingSpec:
     @property
     def param_name(self) -> str:
         """The identifier click passes the flag's value under."""
-        return f"{self.section}_{self.name}"
+        return f"{self.section}_{self.name}".replace(".", "_")
 
     @property
     def flag(self) -> str:
@@ -253,21 +342,28 @@ class LoadedSettings:
 
 def iter_specs(root: type[Any] = Settings) -> Iterator[SettingSpec]:
     """Every declared setting, section by section, in declaration order."""
-    for section_field in dataclasses.fields(root):
-        section_type = get_type_hints(root)[section_field.name]
-        hints = get_type_hints(section_type)
-        for item in dataclasses.fields(section_type):
-            yield SettingSpec(
-                section=section_field.name,
-                name=item.name,
-                type=hints[item.name],
-                default=item.default,
-                help=item.metadata["help"],
-                secret=item.metadata["secret"],
-                minimum=item.metadata["minimum"],
-                maximum=item.metadata["maximum"],
-                pattern=item.metadata["pattern"],
-            )
+    yield from _walk_section(root, root(), "")
+
+
+def _walk_section(section_type: type[Any], defaults: Any, path: str) -> Iterator[SettingSpec]:
+    """The settings of one section, and of the sections nested in it (such as ``upstreams.catalog``)."""
+    hints = get_type_hints(section_type)
+    for item in dataclasses.fields(section_type):
+        kind, default = hints[item.name], getattr(defaults, item.name)
+        if _is_section(kind):
+            yield from _walk_section(kind, default, f"{path}.{item.name}".lstrip("."))
+            continue
+        yield SettingSpec(
+            section=path,
+            name=item.name,
+            type=kind,
+            default=default,
+            help=item.metadata["help"],
+            secret=item.metadata["secret"],
+            minimum=item.metadata["minimum"],
+            maximum=item.metadata["maximum"],
+            pattern=item.metadata["pattern"],
+        )
 
 
 def load_settings(
@@ -291,14 +387,22 @@ def load_settings(
     _reject_unknown_keys(file_values, specs, path)
 
     sources: dict[str, Source] = {}
-    sections: dict[str, dict[str, Any]] = {}
+    values: dict[str, Any] = {}
     for spec in specs:
-        value, source = _resolve(spec, cli, environ, file_values, path)
-        sections.setdefault(spec.section, {})[spec.name] = value
-        sources[spec.key] = source
-    hints = get_type_hints(root)
-    settings = root(**{name: hints[name](**values) for name, values in sections.items()})
+        values[spec.key], sources[spec.key] = _resolve(spec, cli, environ, file_values, path)
+    settings = _build_section(root, values, "")
     return LoadedSettings(settings=settings, sources=sources, config_file=path)
+
+
+def _build_section(section_type: type[Any], values: Mapping[str, Any], path: str) -> Any:
+    """An instance of ``section_type`` (and the sections nested in it) from values by key."""
+    hints = get_type_hints(section_type)
+    fields: dict[str, Any] = {}
+    for item in dataclasses.fields(section_type):
+        key = f"{path}.{item.name}".lstrip(".")
+        kind = hints[item.name]
+        fields[item.name] = _build_section(kind, values, key) if _is_section(kind) else values[key]
+    return section_type(**fields)
 
 
 def dump_settings(loaded: LoadedSettings, root: type[Any] = Settings) -> str:
@@ -306,15 +410,28 @@ def dump_settings(loaded: LoadedSettings, root: type[Any] = Settings) -> str:
     lines: list[str] = []
     if loaded.config_file is not None:
         lines.append(f"# settings file: {loaded.config_file}")
-    current_section = None
+    open_sections: list[str] = []
     for spec in iter_specs(root):
-        if spec.section != current_section:
-            current_section = spec.section
-            lines.append(f"{spec.section}:")
-        value = getattr(getattr(loaded.settings, spec.section), spec.name)
+        path = spec.section.split(".")
+        shared = 0
+        while shared < min(len(path), len(open_sections)) and path[shared] == open_sections[shared]:
+            shared += 1
+        for depth in range(shared, len(path)):
+            lines.append(f"{'  ' * depth}{path[depth]}:")
+        open_sections = path
+        value = _get(loaded.settings, spec.key)
         shown = REDACTED if spec.secret and value not in (None, "") else value
-        lines.append(f"  {spec.name}: {_yaml_scalar(shown)}  # {loaded.sources[spec.key]}")
+        indent = "  " * len(path)
+        lines.append(f"{indent}{spec.name}: {_yaml_scalar(shown)}  # {loaded.sources[spec.key]}")
     return "\n".join(lines) + "\n"
+
+
+def _get(settings: Any, key: str) -> Any:
+    """The value of ``key`` (``section.name``, or deeper) in ``settings``."""
+    value = settings
+    for part in key.split("."):
+        value = getattr(value, part)
+    return value
 
 
 def _resolve(
@@ -378,8 +495,19 @@ def _flatten(data: Any, path: Path) -> dict[str, Any]:
             continue
         if not isinstance(values, dict):
             raise SettingsError(f"settings file {path}: '{section_name}' must be a mapping of settings")
-        for name, value in values.items():
-            flat[f"{section_name}.{name}"] = value
+        flat.update(_flatten_section(values, str(section_name)))
+    return flat
+
+
+def _flatten_section(values: dict[Any, Any], prefix: str) -> dict[str, Any]:
+    """``{"catalog": {"retries": 3}}`` under ``upstreams`` → ``{"upstreams.catalog.retries": 3}``."""
+    flat: dict[str, Any] = {}
+    for name, value in values.items():
+        key = f"{prefix}.{name}"
+        if isinstance(value, dict):
+            flat.update(_flatten_section(value, key))
+        else:
+            flat[key] = value
     return flat
 
 
@@ -423,6 +551,11 @@ def _convert(kind: Any, raw: Any) -> Any:
     if kind is str:
         return raw if isinstance(raw, str) else None
     raise TypeError(f"settings of type {kind!r} are not supported")
+
+
+def _is_section(kind: Any) -> bool:
+    """Whether a field holds a section of settings (rather than one setting)."""
+    return isinstance(kind, type) and dataclasses.is_dataclass(kind)
 
 
 def _is_optional(kind: Any) -> bool:

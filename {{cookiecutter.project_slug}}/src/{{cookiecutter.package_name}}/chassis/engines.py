@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import Iterator
 
 from hypercorn.asyncio.run import worker_serve
@@ -30,6 +31,7 @@ def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [bind_address(settings)]
     config.graceful_timeout = settings.shutdown.grace_period
+    config.include_server_header = False  # no version banner
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
     return config
@@ -57,7 +59,7 @@ async def serve_uvicorn(app: Quart, settings: Settings, sockets: Sockets, stop: 
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=int(settings.shutdown.grace_period),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown.grace_period),
     )
     server = _UvicornServer(config)
 

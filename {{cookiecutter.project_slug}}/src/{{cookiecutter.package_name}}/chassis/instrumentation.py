@@ -4,7 +4,8 @@ It is an ASGI middleware around the Quart app, so each request pays for one
 wrapper call rather than three Quart hooks, and every request is counted, even
 one that fails before Quart's own hooks run.  Before the app runs it takes or
 makes the request id, starts the server span and binds both to the request's log
-lines; it adds ``X-Request-ID`` to the response as it is sent; afterwards it
+lines; it adds ``X-Request-ID`` and the security headers to the response as it
+is sent; afterwards it
 counts the request and writes the one access line.  A single ``before_request``
 hook records the matched route template: the metric label and the access line
 use the template (``/items/<id>``), never the raw path.
@@ -25,6 +26,7 @@ from .logging import AccessLog, RequestFields, access_log, bind_request_fields
 from .metrics import UNMATCHED_ROUTE, HttpMetrics
 from .request_id import HEADER_KEY as REQUEST_ID_KEY
 from .request_id import request_id_from
+from .security import SECURITY_HEADERS
 from .tracing import Tracing
 
 PROBE_ROUTES = ("/health/live", "/health/ready", "/health/startup")
@@ -104,7 +106,7 @@ class _InstrumentationMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message["headers"], request_id_header]
+                message["headers"] = [*message["headers"], request_id_header, *SECURITY_HEADERS]
             await send(message)
 
         try:

@@ -1,50 +1,95 @@
-"""Startup and shutdown work of the service.
+"""Resources and their lifecycle: start in dependency order, stop in reverse.
 
-Startup work runs once the server is listening, in the background, so probes can
-answer ``STARTING`` meanwhile; when it is all done the service is ready.  If any
-of it fails, the failure is logged, the service stops and the process exits 1:
-it never serves half-started.  Shutdown work runs in reverse order when serving
-stops.
+A resource is anything with async ``start()`` and ``stop()`` (an HTTP client, a
+database pool, a consumer), optionally with health checks.  Resources are added
+with the names of the resources they depend on, which must have been added
+before them (so there can be no cycle).  Once the server is listening, the
+resources start in the background, so probes answer ``STARTING`` meanwhile:
+independent ones concurrently, each after the ones it depends on, each within
+``resources.start_timeout``.  When all have started the service is ready.  If one
+fails, the ones already started are stopped, the failure is logged, and the
+process exits 1: it never serves half-started.  When serving stops, they stop in
+the reverse order of starting, each within ``resources.stop_timeout``.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import dataclasses
 
 from quart import Quart
 
-from .health import Health
+from .health import Check, Health
 from .logging import get_logger
 
 EXTENSION_KEY = "lifecycle"
 
-Work = Callable[[], Awaitable[None]]
 log = get_logger(__name__)
 
 
+@dataclasses.dataclass(frozen=True)
+class ResourceCheck:
+    """A health check a resource offers; registered as ``<resource>.<name>``."""
+
+    name: str
+    check: Check
+    critical: bool = True
+
+
+class Resource:
+    """Base class of resources; override what the resource needs (all do nothing by default)."""
+
+    async def start(self) -> None:
+        """Open connections, warm pools: whatever must be done before serving."""
+
+    async def stop(self) -> None:
+        """Release what ``start`` acquired."""
+
+    def health_checks(self) -> list[ResourceCheck]:
+        """Checks that feed readiness once the resource has started."""
+        return []
+
+
+class ResourceError(Exception):
+    """A resource failed to start or stop; the message names it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class _Entry:
+    name: str
+    resource: Resource
+    depends_on: tuple[str, ...]
+
+
 class Lifecycle:
-    def __init__(self, health: Health) -> None:
+    def __init__(self, health: Health, *, start_timeout: float, stop_timeout: float) -> None:
         self._health = health
-        self._startup: list[Work] = []
-        self._shutdown: list[Work] = []
+        self._start_timeout = start_timeout
+        self._stop_timeout = stop_timeout
+        self._entries: dict[str, _Entry] = {}
+        self._started: list[_Entry] = []
         self._startup_task: asyncio.Task[None] | None = None
         self.failed = False
-        # Set by the server: how startup failure stops it (the test client has no server).
-        self.request_stop: Callable[[], None] | None = None
+        # Set by the server: how a failed start stops it (the test client has no server).
+        self.request_stop: asyncio.Event | None = None
 
-    def on_startup(self, work: Work) -> None:
-        self._startup.append(work)
-
-    def on_shutdown(self, work: Work) -> None:
-        self._shutdown.append(work)
+    def add(self, name: str, resource: Resource, *, depends_on: tuple[str, ...] = ()) -> None:
+        """Manage ``resource``; it starts after, and stops before, the resources in ``depends_on``."""
+        if name in self._entries:
+            raise ValueError(f"a resource named {name!r} is already added")
+        unknown = [dependency for dependency in depends_on if dependency not in self._entries]
+        if unknown:
+            raise ValueError(f"resource {name!r} depends on {unknown}, which must be added before it")
+        self._entries[name] = _Entry(name, resource, depends_on)
+        for check in resource.health_checks():
+            self._health.add_check(f"{name}.{check.name}", check.check, critical=check.critical)
 
     async def begin(self) -> None:
-        """Called when serving starts: run the startup work without holding up the server."""
-        self._startup_task = asyncio.create_task(self._run_startup(), name="startup")
+        """Called when serving starts: start the resources without holding up the server."""
+        self._startup_task = asyncio.create_task(self._start_all(), name="start resources")
 
     async def wait_until_started(self) -> None:
-        """Wait for the startup work (after serving began); raises if it failed."""
+        """Wait until every resource has started (after serving began); raises if one failed."""
         if self._startup_task is None:
             raise RuntimeError("serving has not started")
         await asyncio.shield(self._startup_task)
@@ -52,29 +97,62 @@ class Lifecycle:
             raise RuntimeError("startup failed")
 
     async def end(self) -> None:
-        """Called when serving stops: cancel unfinished startup work, then run shutdown work."""
+        """Called when serving stops: cancel unfinished starts, then stop what started, in reverse."""
         self._health.mark_draining()
         if self._startup_task is not None and not self._startup_task.done():
             self._startup_task.cancel()
             await asyncio.gather(self._startup_task, return_exceptions=True)
-        for work in reversed(self._shutdown):
-            try:
-                await work()
-            except Exception:
-                log.exception("shutdown work failed", work=getattr(work, "__qualname__", repr(work)))
+        await self._stop_started()
 
-    async def _run_startup(self) -> None:
+    async def _start_all(self) -> None:
+        starting: dict[str, asyncio.Task[None]] = {}
+
+        async def start_after_dependencies(entry: _Entry) -> None:
+            await asyncio.gather(*(starting[name] for name in entry.depends_on))
+            await self._start(entry)
+
+        for entry in self._entries.values():  # dependencies come first: they were added first
+            starting[entry.name] = asyncio.create_task(start_after_dependencies(entry), name=entry.name)
         try:
-            for work in self._startup:
-                await work()
-        except Exception:
+            await asyncio.gather(*starting.values())
+        except Exception as error:
+            for task in starting.values():
+                task.cancel()
+            await asyncio.gather(*starting.values(), return_exceptions=True)
             self.failed = True
-            log.exception("startup failed; stopping the service")
+            log.error("startup failed; stopping the service", error=str(error))
+            await self._stop_started()
             if self.request_stop is not None:
-                self.request_stop()
+                self.request_stop.set()
             return
         self._health.mark_started()
-        log.info("service ready")
+        log.info("service ready", resources=len(self._started))
+
+    async def _start(self, entry: _Entry) -> None:
+        try:
+            async with asyncio.timeout(self._start_timeout):
+                await entry.resource.start()
+        except TimeoutError:
+            raise ResourceError(
+                f"resource {entry.name!r} did not start within {self._start_timeout:g} s "
+                "(setting resources.start_timeout)"
+            ) from None
+        except Exception as error:
+            log.exception("resource failed to start", resource=entry.name)
+            raise ResourceError(f"resource {entry.name!r} failed to start: {error!r}") from error
+        self._started.append(entry)
+        log.debug("resource started", resource=entry.name)
+
+    async def _stop_started(self) -> None:
+        while self._started:
+            entry = self._started.pop()
+            try:
+                async with asyncio.timeout(self._stop_timeout):
+                    await entry.resource.stop()
+            except TimeoutError:
+                log.error("resource did not stop in time", resource=entry.name, timeout=self._stop_timeout)
+            except Exception:
+                log.exception("resource failed to stop", resource=entry.name)
 
 
 def install_lifecycle(app: Quart, lifecycle: Lifecycle) -> None:

@@ -67,6 +67,12 @@ def bind_request_fields(fields: RequestFields) -> None:
     _request_fields.set(fields)
 
 
+def current_request_id() -> str | None:
+    """The id of the request being handled, if any."""
+    fields = _request_fields.get()
+    return None if fields is None else fields.request_id
+
+
 def configure_logging(settings: LoggingSettings, *, service: str, version: str) -> None:
     """Route structlog and the standard library's logging to stdout in the chosen format."""
     level = logging.getLevelNamesMapping()[settings.level.upper()]

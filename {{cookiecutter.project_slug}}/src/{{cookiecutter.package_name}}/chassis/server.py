@@ -3,9 +3,13 @@
 The listening socket is bound before the app starts, so a port that is taken is
 reported at once.  With one worker the service runs in this process (no
 supervisor: less memory, faster start); with more, this process supervises
-spawned workers that share the socket.  SIGTERM and SIGINT stop serving
-gracefully: new connections are refused and in-flight requests get
-``shutdown.grace_period`` seconds to finish.
+spawned workers that share the socket.
+
+SIGTERM and SIGINT stop serving gracefully: readiness turns ``DRAINING`` (503) at
+once; ``shutdown.delay`` seconds later, when load balancers have noticed, the
+port is closed (new connections are refused) and in-flight requests get
+``shutdown.grace_period`` seconds to finish; then the resources stop and the
+process exits 0.  A second signal exits at once, with code 1.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from quart import Quart
 
 from ..settings import Settings
 from .engines import hypercorn_config, serve_hypercorn, serve_uvicorn
+from .health import health_of
 from .lifecycle import lifecycle_of
 from .logging import get_logger
 from .metrics import mark_worker_dead, prepare_multiprocess_dir, remove_multiprocess_dir
@@ -33,6 +38,7 @@ from .metrics import mark_worker_dead, prepare_multiprocess_dir, remove_multipro
 AppFactory = Callable[[Settings], Quart]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
+EXIT_FORCED = 1
 ENGINES = {"hypercorn": serve_hypercorn, "uvicorn": serve_uvicorn}
 
 log = get_logger(__name__)
@@ -96,19 +102,41 @@ async def _serve_until_signalled(
     app: Quart, settings: Settings, sockets: Sockets, early_signals: list[int]
 ) -> None:
     stop = asyncio.Event()
-    lifecycle_of(app).request_stop = stop.set
+    lifecycle_of(app).request_stop = stop
+    shutdown = _GracefulShutdown(app, settings, stop)
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
-        loop.add_signal_handler(signum, _on_stop_signal, stop, signum)
+        loop.add_signal_handler(signum, shutdown.on_signal, signum)
     for received in early_signals:
-        _on_stop_signal(stop, received)
+        shutdown.on_signal(received)
     await ENGINES[settings.server.engine](app, settings, sockets, stop)
     log.info("server stopped")
 
 
-def _on_stop_signal(stop: asyncio.Event, signum: int) -> None:
-    log.info("stop signal received; shutting down gracefully", signal=signal.Signals(signum).name)
-    stop.set()
+class _GracefulShutdown:
+    """What a stop signal does: drain first, close the port after the delay; a second one exits."""
+
+    def __init__(self, app: Quart, settings: Settings, stop: asyncio.Event) -> None:
+        self._app = app
+        self._delay = settings.shutdown.delay
+        self._stop = stop
+        self._signalled = False
+
+    def on_signal(self, signum: int) -> None:
+        name = signal.Signals(signum).name
+        if self._signalled:
+            log.warning("second stop signal; exiting without draining", signal=name)
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(EXIT_FORCED)  # skip everything: this is what the operator asked for
+        self._signalled = True
+        health_of(self._app).mark_draining()
+        log.info("stop signal received; draining", signal=name, delay=self._delay)
+        asyncio.get_running_loop().call_later(self._delay, self._close)
+
+    def _close(self) -> None:
+        log.info("closing the port; waiting for in-flight requests")
+        self._stop.set()
 
 
 def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:

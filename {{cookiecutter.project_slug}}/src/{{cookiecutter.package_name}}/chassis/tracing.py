@@ -18,6 +18,7 @@ from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
 from ..settings import TracingSettings
+from .lifecycle import Resource
 
 if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
@@ -53,8 +54,28 @@ class ServerSpan:
         otel_context.detach(self._token)
 
 
-class Tracing:
-    """Creates each request's ``ServerSpan``; owns the exporter when one is configured."""
+class ClientSpan:
+    """A span for one outbound call: the headers that carry it, and its end."""
+
+    __slots__ = ("_span", "headers")
+
+    def __init__(self, span: trace.Span) -> None:
+        self._span = span
+        self.headers: dict[str, str] = {}
+        _PROPAGATOR.inject(self.headers, context=trace.set_span_in_context(span))
+
+    def end(self, status: int | None) -> None:
+        """Record the status (``None``: no response) and end the span (when recording)."""
+        if self._span.is_recording():
+            if status is not None:
+                self._span.set_attribute("http.response.status_code", status)
+            if status is None or status >= 500:
+                self._span.set_status(trace.StatusCode.ERROR)
+            self._span.end()
+
+
+class Tracing(Resource):
+    """Creates each request's spans; owns the exporter when one is configured (a resource: it stops)."""
 
     def __init__(self, settings: TracingSettings, *, service: str, version: str) -> None:
         self._provider: TracerProvider | None = None
@@ -98,7 +119,19 @@ class Tracing:
             span = trace.NonRecordingSpan(_child_of(trace.get_current_span(parent).get_span_context()))
         return ServerSpan(span, parent, method)
 
-    async def shutdown(self) -> None:
+    def start_client_span(self, upstream: str, method: str) -> ClientSpan:
+        """Start a span for a call to ``upstream``, a child of the current request's span."""
+        if self._tracer is None:
+            parent = trace.get_current_span().get_span_context()
+            return ClientSpan(trace.NonRecordingSpan(_child_of(parent)))
+        span = self._tracer.start_span(
+            f"{method} {upstream}",
+            kind=trace.SpanKind.CLIENT,
+            attributes={"http.request.method": method, "peer.service": upstream},
+        )
+        return ClientSpan(span)
+
+    async def stop(self) -> None:
         """Export what is still buffered, then stop the exporter (off the event loop: it blocks)."""
         if self._provider is not None:
             await asyncio.to_thread(self._provider.shutdown)

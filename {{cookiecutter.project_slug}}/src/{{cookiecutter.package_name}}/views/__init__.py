@@ -1,12 +1,13 @@
-"""The service's endpoints: one blueprint per module, registered in this order.
+"""The service's API: one blueprint per module, registered in this order.
 
-To add endpoints, create a module with a ``blueprint`` and add it to ``BLUEPRINTS``.
+To add endpoints, create a module with a ``blueprint`` and add it to ``BLUEPRINTS``;
+they are documented in ``/openapi.json`` (the chassis' own endpoints are not).
 """
 
 from quart import Blueprint
 
-from . import home
+from . import items
 
 BLUEPRINTS: list[Blueprint] = [
-    home.blueprint,
+    items.blueprint,
 ]

@@ -10,12 +10,6 @@ from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import BuildSettings, Settings
 
 
-async def test_index_names_the_service(client: QuartClient) -> None:
-    response = await client.get("/")
-    assert response.status_code == 200
-    assert await response.get_json() == {"name": DISTRIBUTION_NAME, "version": __version__}
-
-
 async def test_info_defaults_to_unknown_build(client: QuartClient) -> None:
     response = await client.get("/info")
     assert response.status_code == 200

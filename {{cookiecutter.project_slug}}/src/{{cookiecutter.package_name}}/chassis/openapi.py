@@ -1,0 +1,96 @@
+"""The API's OpenAPI document (``/openapi.json``) and interactive docs (``/docs``), by quart-schema.
+
+Only the service's own API is documented (the blueprints in ``views``), not the
+chassis' operational endpoints (probes, metrics, info).  Every operation also
+documents its errors: each is an RFC 9457 problem (``application/problem+json``),
+as the ``default`` response and under the statuses a handler names with
+``documents_problems``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any, TypeVar
+
+from pydantic import BaseModel
+from quart import Blueprint, Quart
+from quart_schema import Info, OpenAPIProvider, QuartSchema, document_response
+from quart_schema.typing import Model
+from werkzeug.routing import Rule
+
+from .errors import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
+
+EXTENSION_KEY = "openapi_blueprints"
+OPENAPI_PATH = "/openapi.json"
+DOCS_PATH = "/docs"
+
+Handler = TypeVar("Handler", bound=Callable[..., Any])
+
+
+class Problem(BaseModel):
+    """An error, as an RFC 9457 problem."""
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    instance: str
+    request_id: str | None
+    errors: list[dict[str, Any]] | None = None
+
+
+def documents_problems(*statuses: int) -> Callable[[Handler], Handler]:
+    """Document that a handler answers ``statuses`` with problems (beyond the default)."""
+
+    def decorator(handler: Handler) -> Handler:
+        for status in statuses:
+            handler = document_response(Problem, status)(handler)
+        return handler
+
+    return decorator
+
+
+class _ApiProvider(OpenAPIProvider):
+    """quart-schema's document, limited to the API's blueprints, with problems as errors."""
+
+    def generate_rules(self) -> Iterable[Rule]:
+        documented = self._app.extensions[EXTENSION_KEY]
+        for rule in super().generate_rules():
+            if rule.endpoint.partition(".")[0] in documented:
+                yield rule
+
+    def build_response_object(
+        self, model: type[Model], headers_model: type[Model] | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        response, definitions = super().build_response_object(model, headers_model)
+        if model is Problem:
+            response["content"] = {PROBLEM_CONTENT_TYPE: response["content"]["application/json"]}
+        return response, definitions
+
+    def schema(self) -> dict[str, Any]:
+        document = super().schema()
+        default, definitions = self.build_response_object(Problem, None)
+        document["components"]["schemas"].update(definitions)
+        for operations in document["paths"].values():
+            for operation in operations.values():
+                operation.setdefault("responses", {}).setdefault("default", default)
+        return document
+
+
+def install_openapi(app: Quart, blueprints: Iterable[Blueprint], *, title: str, version: str) -> None:
+    app.extensions[EXTENSION_KEY] = frozenset(blueprint.name for blueprint in blueprints)
+    QuartSchema(
+        app,
+        openapi_path=OPENAPI_PATH,
+        swagger_ui_path=DOCS_PATH,
+        redoc_ui_path=None,
+        scalar_ui_path=None,
+        info=Info(title=title, version=version),
+        openapi_provider_class=_ApiProvider,
+    )
+
+
+def openapi_document(app: Quart) -> dict[str, Any]:
+    """The OpenAPI document of ``app``, as ``/openapi.json`` serves it."""
+    schema: QuartSchema = app.extensions["QUART_SCHEMA"]
+    return schema.openapi_provider.schema()

@@ -1,0 +1,102 @@
+"""``/items``: the example resource. Create one, get one by id, list them a page at a time.
+
+The request and response models below are the API's contract: quart-schema
+validates requests against them (invalid ones get a 422 problem) and documents
+them in ``/openapi.json``.  The handlers hold no storage logic: they use the
+``ItemRepository`` of ``services``.
+"""
+
+from __future__ import annotations
+
+import datetime
+
+from pydantic import BaseModel, ConfigDict, Field
+from quart import Blueprint, current_app, url_for
+from quart_schema import validate_querystring, validate_request, validate_response
+from werkzeug.exceptions import NotFound
+
+from ..chassis.openapi import documents_problems
+from ..services import services_of
+from ..services.items import Item, NewItem
+
+blueprint = Blueprint("items", __name__, url_prefix="/items")
+
+MAX_PAGE_SIZE = 100
+
+
+class ItemIn(BaseModel):
+    """A new item."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str = Field(min_length=1, max_length=100, description="What the item is called.")
+    description: str = Field(default="", max_length=1000)
+    price_cents: int = Field(ge=0, le=100_000_000, description="Price in cents.")
+
+
+class ItemOut(BaseModel):
+    """An item."""
+
+    id: int
+    name: str
+    description: str
+    price_cents: int
+    created_at: datetime.datetime
+
+    @classmethod
+    def of(cls, item: Item) -> ItemOut:
+        return cls(
+            id=item.id,
+            name=item.name,
+            description=item.description,
+            price_cents=item.price_cents,
+            created_at=item.created_at,
+        )
+
+
+class PageQuery(BaseModel):
+    """Which page of items."""
+
+    limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
+    offset: int = Field(default=0, ge=0)
+
+
+class ItemPage(BaseModel):
+    """A page of items, oldest first."""
+
+    items: list[ItemOut]
+    total: int = Field(description="How many items there are in all.")
+    limit: int
+    offset: int
+
+
+@blueprint.post("")
+@validate_request(ItemIn)
+@validate_response(ItemOut, 201)
+@documents_problems(415, 422)
+async def create_item(data: ItemIn) -> tuple[ItemOut, int, dict[str, str]]:
+    """Create an item."""
+    item = await services_of(current_app).items.add(NewItem(**data.model_dump()))
+    return ItemOut.of(item), 201, {"Location": url_for("items.get_item", item_id=item.id)}
+
+
+@blueprint.get("/<int:item_id>")
+@validate_response(ItemOut)
+@documents_problems(404)
+async def get_item(item_id: int) -> ItemOut:
+    """Get an item by its id."""
+    item = await services_of(current_app).items.get(item_id)
+    if item is None:
+        raise NotFound(f"There is no item {item_id}.")
+    return ItemOut.of(item)
+
+
+@blueprint.get("")
+@validate_querystring(PageQuery)
+@validate_response(ItemPage)
+@documents_problems(422)
+async def list_items(query_args: PageQuery) -> ItemPage:
+    """List items, a page at a time."""
+    limit, offset = query_args.limit, query_args.offset
+    items, total = await services_of(current_app).items.list(limit=limit, offset=offset)
+    return ItemPage(items=[ItemOut.of(item) for item in items], total=total, limit=limit, offset=offset)

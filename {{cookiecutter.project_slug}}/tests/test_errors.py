@@ -1,0 +1,107 @@
+"""Every error is an RFC 9457 problem; limits, security headers and CORS."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from quart.typing import TestClientProtocol as QuartClient
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.settings import HttpSettings, Settings
+
+PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "request_id"}
+
+
+async def problem_of(response: Any, status: int) -> dict[str, Any]:
+    assert response.status_code == status
+    assert response.content_type == "application/problem+json"
+    body: dict[str, Any] = await response.get_json()
+    assert body.keys() >= PROBLEM_MEMBERS
+    assert body["status"] == status
+    assert body["request_id"] == response.headers["X-Request-ID"]
+    return body
+
+
+async def test_not_found_and_method_not_allowed(client: QuartClient) -> None:
+    body = await problem_of(await client.get("/nowhere"), 404)
+    assert (body["type"], body["title"], body["instance"]) == ("about:blank", "Not Found", "/nowhere")
+    response = await client.delete("/items")
+    await problem_of(response, 405)
+    assert set(response.headers["Allow"].replace(" ", "").split(",")) >= {"GET", "POST"}
+
+
+async def test_malformed_json_is_400_and_other_media_types_415(client: QuartClient) -> None:
+    headers = {"Content-Type": "application/json"}
+    await problem_of(await client.post("/items", data="{not json", headers=headers), 400)
+    await problem_of(await client.post("/items", data="name=x", headers={"Content-Type": "text/plain"}), 415)
+
+
+async def test_a_body_over_the_limit_is_413() -> None:
+    app = create_app(Settings(http=HttpSettings(max_body_size=100)))
+    async with app.test_app():
+        response = await app.test_client().post("/items", json={"name": "x" * 200, "price_cents": 1})
+        await problem_of(response, 413)
+
+
+async def test_a_slow_handler_is_cut_off_with_504() -> None:
+    app = create_app(Settings(http=HttpSettings(request_timeout=0.05)))
+
+    async def slow() -> str:
+        await asyncio.sleep(10)
+        return "late"
+
+    app.add_url_rule("/slow", "slow", slow)
+    async with app.test_app():
+        response = await asyncio.wait_for(app.test_client().get("/slow"), 5)
+        body = await problem_of(response, 504)
+    assert "http.request_timeout" in body["detail"]
+
+
+async def test_an_unhandled_error_is_a_generic_500_without_details() -> None:
+    app = create_app(Settings())
+
+    async def broken() -> str:
+        raise RuntimeError("password=hunter2 in a message")
+
+    app.add_url_rule("/broken", "broken", broken)
+    async with app.test_app():
+        response = await app.test_client().get("/broken")
+        body = await problem_of(response, 500)
+    text = str(body)
+    assert "hunter2" not in text
+    assert "RuntimeError" not in text
+    assert "Traceback" not in text
+
+
+async def test_security_headers_are_on_every_response(client: QuartClient) -> None:
+    for path in ("/items", "/nowhere", "/health/live"):
+        response = await client.get(path)
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+        assert response.headers["X-Frame-Options"] == "DENY"
+        assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
+        assert response.headers["Referrer-Policy"] == "no-referrer"
+        assert "Server" not in response.headers
+
+
+async def test_cors_is_off_by_default(client: QuartClient) -> None:
+    response = await client.get("/items", headers={"Origin": "https://app.example.com"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+async def test_cors_allows_only_the_configured_origins() -> None:
+    app = create_app(
+        Settings(http=HttpSettings(cors_allow_origins="https://app.example.com, https://b.example"))
+    )
+    async with app.test_app():
+        client = app.test_client()
+        allowed = await client.get("/items", headers={"Origin": "https://app.example.com"})
+        assert allowed.headers["Access-Control-Allow-Origin"] == "https://app.example.com"
+        other = await client.get("/items", headers={"Origin": "https://evil.example"})
+        assert "Access-Control-Allow-Origin" not in other.headers
+        preflight = await client.options(
+            "/items",
+            headers={"Origin": "https://b.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert preflight.headers["Access-Control-Allow-Origin"] == "https://b.example"
+        assert "POST" in preflight.headers["Access-Control-Allow-Methods"]

@@ -1,0 +1,77 @@
+"""The example resource: create, get by id, list by page; validated and documented."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart
+from quart.typing import TestClientProtocol as QuartClient
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.services import Services
+from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepository, NewItem
+from {{ cookiecutter.package_name }}.settings import Settings
+
+LAMP = {"name": "lamp", "description": "A desk lamp.", "price_cents": 1999}
+
+
+async def create(client: QuartClient, body: dict[str, Any]) -> dict[str, Any]:
+    response = await client.post("/items", json=body)
+    assert response.status_code == 201, await response.get_data(as_text=True)
+    created: dict[str, Any] = await response.get_json()
+    assert response.headers["Location"] == f"/items/{created['id']}"
+    return created
+
+
+async def test_an_item_is_created_and_read_back(client: QuartClient) -> None:
+    created = await create(client, LAMP)
+    assert {key: created[key] for key in LAMP} == LAMP
+    response = await client.get(f"/items/{created['id']}")
+    assert response.status_code == 200
+    assert await response.get_json() == created
+
+
+async def test_items_are_listed_a_page_at_a_time(client: QuartClient) -> None:
+    for index in range(5):
+        await create(client, {"name": f"item {index}", "price_cents": index})
+    response = await client.get("/items", query_string={"limit": 2, "offset": 3})
+    page = await response.get_json()
+    assert (page["total"], page["limit"], page["offset"]) == (5, 2, 3)
+    assert [item["name"] for item in page["items"]] == ["item 3", "item 4"]
+    assert (await (await client.get("/items")).get_json())["limit"] == 20
+
+
+async def test_an_unknown_item_is_a_404_problem(client: QuartClient) -> None:
+    response = await client.get("/items/999")
+    assert response.status_code == 404
+    assert response.content_type == "application/problem+json"
+    assert (await response.get_json())["detail"] == "There is no item 999."
+
+
+async def test_invalid_items_are_refused_with_what_is_wrong(client: QuartClient) -> None:
+    for body, field in (
+        ({"name": "", "price_cents": 1}, "name"),
+        ({"name": "x", "price_cents": -1}, "price_cents"),
+        ({"name": "x"}, "price_cents"),
+        ({"name": "x", "price_cents": 1, "colour": "red"}, "colour"),
+    ):
+        response = await client.post("/items", json=body)
+        assert response.status_code == 422, body
+        problem = await response.get_json()
+        assert [error["location"] for error in problem["errors"]] == [[field]]
+
+
+async def test_a_bad_page_is_a_422_problem(client: QuartClient) -> None:
+    for query in ({"limit": 0}, {"limit": 101}, {"offset": -1}, {"limit": "many"}):
+        response = await client.get("/items", query_string=query)
+        assert response.status_code == 422, query
+        assert (await response.get_json())["detail"] == "The query string is not valid."
+
+
+async def test_the_repository_can_be_substituted() -> None:
+    repository = InMemoryItemRepository()
+    await repository.add(NewItem(name="seeded", description="", price_cents=5))
+    app: Quart = create_app(Settings(), services=Services(items=repository))
+    async with app.test_app():
+        body = await (await app.test_client().get("/items/1")).get_json()
+    assert body["name"] == "seeded"

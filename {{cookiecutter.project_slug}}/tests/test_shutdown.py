@@ -1,0 +1,145 @@
+"""Graceful shutdown of the real process, on both engines.
+
+A stop signal turns readiness to 503 at once; after ``shutdown.delay`` the port is
+closed; requests in flight still complete; the process exits 0.  A second signal
+exits at once.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
+
+from .test_serve import free_port, get_json, wait_until_ready
+
+DELAY = 1.0
+SLOW_SECONDS = 3.0
+IN_FLIGHT = 5
+
+# The service with one extra, slow endpoint: the same entrypoint code, used as a library.
+SLOW_SERVICE = textwrap.dedent(
+    """
+    import asyncio
+    import sys
+
+    from quart import Quart, request
+
+    from {{ cookiecutter.package_name }}.chassis.server import serve
+    from {{ cookiecutter.package_name }}.cli import build_app
+    from {{ cookiecutter.package_name }}.settings import Settings, load_settings
+
+
+    def app_with_slow_endpoint(settings: Settings) -> Quart:
+        app = build_app(settings)
+
+        async def slow() -> dict[str, float]:
+            seconds = float(request.args["seconds"])
+            await asyncio.sleep(seconds)
+            return {"slept": seconds}
+
+        app.add_url_rule("/slow", "slow", slow)
+        return app
+
+
+    sys.exit(serve(app_with_slow_endpoint, load_settings().settings))
+    """
+)
+
+
+@pytest.fixture(params=["hypercorn", "uvicorn"])
+def slow_service(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    script = tmp_path / "slow_service.py"
+    script.write_text(SLOW_SERVICE, encoding="utf-8")
+    port = free_port()
+    env = {
+        **os.environ,
+        f"{PREFIX}_SERVER_HOST": "127.0.0.1",
+        f"{PREFIX}_SERVER_PORT": str(port),
+        f"{PREFIX}_SERVER_ENGINE": request.param,
+        f"{PREFIX}_SHUTDOWN_DELAY": str(DELAY),
+        f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": "10",
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
+def slow_request(base_url: str) -> int:
+    with urllib.request.urlopen(f"{base_url}/slow?seconds={SLOW_SECONDS}", timeout=30) as response:  # noqa: S310
+        status: int = response.status
+        return status
+
+
+def connection_refused(base_url: str) -> bool:
+    host, port = base_url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=1):
+            return False
+    except ConnectionRefusedError:
+        return True
+
+
+def test_in_flight_requests_complete_across_sigterm(slow_service: tuple[subprocess.Popen[str], str]) -> None:
+    process, base_url = slow_service
+    wait_until_ready(process, base_url)
+    with concurrent.futures.ThreadPoolExecutor(IN_FLIGHT) as pool:
+        in_flight = [pool.submit(slow_request, base_url) for _ in range(IN_FLIGHT)]
+        time.sleep(0.5)  # let every request reach the handler
+        signalled = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+
+        # During the delay: the port is open, and readiness says to stop sending traffic.
+        assert get_json(f"{base_url}/health/ready") == (503, {"status": "DRAINING", "checks": {}})
+        assert not connection_refused(base_url)
+        # After it: new connections are refused while the in-flight requests still run.
+        while not connection_refused(base_url):
+            assert time.monotonic() - signalled < DELAY + 1.5, "the port was not closed after the delay"
+            time.sleep(0.05)
+        assert time.monotonic() - signalled >= DELAY
+        assert process.poll() is None, "the service is still draining"
+        assert not any(request.done() for request in in_flight)
+
+        statuses = [request.result() for request in in_flight]
+    assert statuses == [200] * IN_FLIGHT
+    output, _ = process.communicate(timeout=15)
+    assert process.returncode == 0, output
+    assert "Traceback" not in output
+
+
+def test_a_second_signal_exits_at_once(slow_service: tuple[subprocess.Popen[str], str]) -> None:
+    process, base_url = slow_service
+    wait_until_ready(process, base_url)
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        pending = pool.submit(slow_request, base_url)
+        time.sleep(0.3)
+        process.send_signal(signal.SIGTERM)
+        time.sleep(0.2)
+        signalled_again = time.monotonic()
+        process.send_signal(signal.SIGINT)
+        output, _ = process.communicate(timeout=10)
+        assert time.monotonic() - signalled_again < 2
+        assert process.returncode == 1
+        assert "second stop signal" in output
+        with pytest.raises(ConnectionError):  # the connection was dropped, not answered
+            pending.result()
