@@ -105,3 +105,9 @@ async def test_cors_allows_only_the_configured_origins() -> None:
         )
         assert preflight.headers["Access-Control-Allow-Origin"] == "https://b.example"
         assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+
+
+async def test_a_body_that_is_not_utf8_is_400(client: QuartClient) -> None:
+    headers = {"Content-Type": "application/json"}
+    body = await problem_of(await client.post("/items", data=b"\xd3\x07", headers=headers), 400)
+    assert body["detail"] == "The request body is not valid UTF-8."

@@ -75,3 +75,10 @@ async def test_the_repository_can_be_substituted() -> None:
     async with app.test_app():
         body = await (await app.test_client().get("/items/1")).get_json()
     assert body["name"] == "seeded"
+
+
+async def test_values_are_not_silently_converted(client: QuartClient) -> None:
+    for price in (True, "5", 5.5):
+        response = await client.post("/items", json={"name": "x", "price_cents": price})
+        assert response.status_code == 422, price
+    assert (await create(client, {"name": "x", "price_cents": 5.0}))["price_cents"] == 5

@@ -17,9 +17,10 @@ from typing import Any
 
 from pydantic import ValidationError
 from quart import Quart, Response, json, request
+from quart.wrappers import Request as QuartRequest
 from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import BadRequest, HTTPException
 
 from .circuit_breaker import CircuitOpenError
 from .http_client import UpstreamError, UpstreamTimeoutError
@@ -53,8 +54,21 @@ def problem(
     return response
 
 
+class Request(QuartRequest):
+    """Quart's request, refusing a body that is not UTF-8 with 400 (Quart lets it become a 500)."""
+
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            return await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError:
+            if silent:
+                return None
+            raise BadRequest("The request body is not valid UTF-8.") from None
+
+
 def install_errors(app: Quart) -> None:
     """Answer every error with a problem."""
+    app.request_class = Request
     app.register_error_handler(RequestSchemaValidationError, _invalid_request)
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(CircuitOpenError, _circuit_open)

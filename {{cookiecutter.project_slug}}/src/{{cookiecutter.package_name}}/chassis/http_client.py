@@ -27,7 +27,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..settings import UpstreamSettings, UpstreamsSettings
 from .circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
@@ -179,7 +179,8 @@ class HttpClient(Resource):
     ) -> httpx.Response:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self._settings.retries + 1),
-            wait=wait_exponential_jitter(initial=FIRST_BACKOFF, max=MAX_BACKOFF),
+            # "Full jitter": a random wait up to 0.1 s, 0.2 s, 0.4 s... (at most 2 s).
+            wait=wait_random_exponential(multiplier=FIRST_BACKOFF, max=MAX_BACKOFF),
             retry=retry_if_exception(lambda error: _may_retry(method, error)),
             reraise=True,
         )

@@ -73,7 +73,12 @@ class _ApiProvider(OpenAPIProvider):
         document["components"]["schemas"].update(definitions)
         for operations in document["paths"].values():
             for operation in operations.values():
-                operation.setdefault("responses", {}).setdefault("default", default)
+                # Status codes as strings, as OpenAPI writes them (and "default" sorts with them).
+                responses = {str(status): item for status, item in operation.get("responses", {}).items()}
+                responses.setdefault("default", default)
+                operation["responses"] = responses
+                if "requestBody" in operation:  # a validated body is never optional
+                    operation["requestBody"]["required"] = True
         return document
 
 

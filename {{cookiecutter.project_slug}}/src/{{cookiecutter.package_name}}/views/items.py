@@ -9,8 +9,9 @@ them in ``/openapi.json``.  The handlers hold no storage logic: they use the
 from __future__ import annotations
 
 import datetime
+from typing import Annotated
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from quart import Blueprint, current_app, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import NotFound
@@ -24,6 +25,16 @@ blueprint = Blueprint("items", __name__, url_prefix="/items")
 MAX_PAGE_SIZE = 100
 
 
+def _refuse_booleans_and_text(value: object) -> object:
+    """As JSON Schema says: 5 and 5.0 are integers; true and "5" are not (pydantic would convert them)."""
+    if isinstance(value, bool | str):
+        raise ValueError("Input should be a JSON number, not a boolean or a string")
+    return value
+
+
+JsonInteger = Annotated[int, BeforeValidator(_refuse_booleans_and_text)]
+
+
 class ItemIn(BaseModel):
     """A new item."""
 
@@ -31,7 +42,7 @@ class ItemIn(BaseModel):
 
     name: str = Field(min_length=1, max_length=100, description="What the item is called.")
     description: str = Field(default="", max_length=1000)
-    price_cents: int = Field(ge=0, le=100_000_000, description="Price in cents.")
+    price_cents: JsonInteger = Field(ge=0, le=100_000_000, description="Price in cents.")
 
 
 class ItemOut(BaseModel):

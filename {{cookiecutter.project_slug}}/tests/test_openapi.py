@@ -1,0 +1,38 @@
+"""The API is documented: /openapi.json, /docs and the ``openapi`` command agree."""
+
+from __future__ import annotations
+
+import json
+
+from click.testing import CliRunner
+from quart.typing import TestClientProtocol as QuartClient
+
+from {{ cookiecutter.package_name }}.cli import main
+
+
+async def test_the_document_covers_the_api_and_its_problems(client: QuartClient) -> None:
+    response = await client.get("/openapi.json")
+    assert response.status_code == 200
+    document = await response.get_json()
+    assert document["openapi"].startswith("3.")
+    assert set(document["paths"]) == {"/items", "/items/{item_id}"}, "probes and metrics are not the API"
+    create = document["paths"]["/items"]["post"]
+    assert "ItemIn" in json.dumps(create["requestBody"])
+    assert set(create["responses"]) >= {"201", "415", "422", "default"}
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            default = operation["responses"]["default"]
+            assert list(default["content"]) == ["application/problem+json"]
+
+
+async def test_interactive_docs_are_served(client: QuartClient) -> None:
+    response = await client.get("/docs")
+    assert response.status_code == 200
+    assert "/openapi.json" in await response.get_data(as_text=True)
+
+
+async def test_the_openapi_command_prints_what_is_served(client: QuartClient) -> None:
+    result = CliRunner().invoke(main, ["openapi"])
+    assert result.exit_code == 0, result.output
+    served = await (await client.get("/openapi.json")).get_json()
+    assert json.loads(result.output) == served
