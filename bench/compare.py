@@ -3,7 +3,8 @@
 For each server engine (Hypercorn, uvicorn) it serves, on the same server settings
 (one process, uvloop, loopback):
   - bare:    a Quart app that returns the same JSON for GET / and nothing else;
-  - chassis: the generated service (`python -m <package> serve`) with every chassis
+  - chassis: GET /info of the generated service (`python -m <package> serve`; a
+             small JSON document, as bare's), with every chassis
              feature on: JSON logs (to /dev/null), access log, metrics, request ids,
              trace context without exporter.
 Rounds alternate bare and chassis so machine noise hits both alike; the medians
@@ -87,21 +88,23 @@ def main() -> int:
     name = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
     index = subprocess.run([python, "-c", f"import {bench.PACKAGE} as p; print(p.__version__)"],
                            capture_output=True, text=True, check=True)
-    body = {"name": name, "version": index.stdout.strip()}
+    # The shape of the chassis' /info.
+    body = {"name": name, "version": index.stdout.strip(), "commit": "unknown", "build_time": "unknown",
+            "python": "3.11.7"}
     bare_script = Path(tempfile.mkdtemp()) / "bare_app.py"
     bare_script.write_text(BARE_APP.format(body=json.dumps(body)), encoding="utf-8")
 
-    def start(target: str, engine: str):  # -> (process, ready URL, base URL)
+    def start(target: str, engine: str):  # -> (process, ready URL, loaded URL)
         if target == "chassis":
             process, base = bench.start_service(python, ["--server-engine", engine], cwd=project, cpu="0")
-            return process, f"{base}/health/ready", base
+            return process, f"{base}/health/ready", f"{base}/info"
         port = bench.free_port()
         process = subprocess.Popen(["taskset", "-c", "0", python, str(bare_script), engine, str(port)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
-        return process, f"{base}/", base
+        return process, f"{base}/", f"{base}/"
 
-    print(f"{args.rounds} interleaved rounds of {args.duration} s, {args.connections} connections, GET /")
+    print(f"{args.rounds} interleaved rounds of {args.duration} s, {args.connections} connections")
     summary = {}
     for engine in args.engines.split(","):
         results: dict[str, list] = {"bare": [], "chassis": []}
@@ -109,10 +112,10 @@ def main() -> int:
         ready: dict[str, list[float]] = {"bare": [], "chassis": []}
         for _ in range(args.rounds):
             for target in ("bare", "chassis"):
-                process, ready_url, base = start(target, engine)
+                process, ready_url, url = start(target, engine)
                 try:
                     ready[target].append(bench.wait_until_ready(process, ready_url))
-                    results[target].append(bench.run_wrk(f"{base}/", duration=args.duration,
+                    results[target].append(bench.run_wrk(url, duration=args.duration,
                                                          connections=args.connections, cpu="1"))
                     memory[target] = bench.rss_mb(process.pid)
                 finally:

@@ -26,10 +26,17 @@ EXPECTED_FILES = [
     "src/{package}/settings.py",
     "src/{package}/app.py",
     "src/{package}/views/__init__.py",
-    "src/{package}/views/home.py",
+    "src/{package}/views/items.py",
+    "src/{package}/services/__init__.py",
+    "src/{package}/services/items.py",
     "src/{package}/chassis/logging.py",
     "src/{package}/chassis/health.py",
     "src/{package}/chassis/server.py",
+    "src/{package}/chassis/lifecycle.py",
+    "src/{package}/chassis/errors.py",
+    "src/{package}/chassis/http_client.py",
+    "src/{package}/chassis/circuit_breaker.py",
+    "src/{package}/chassis/openapi.py",
     "tests/conftest.py",
 ]
 

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 PACKAGE = "{{ cookiecutter.package_name }}"
-PATHS = ("/", "/health/live")
+PATHS = ("/items", "/health/live")
 READY_TIMEOUT = 30.0
 _UNITS = {"us": 0.001, "ms": 1.0, "s": 1000.0}
 
@@ -120,6 +120,8 @@ def start_service(
         "127.0.0.1",
         "--server-port",
         str(port),
+        "--shutdown-delay",  # no load balancer to wait for: stop at once
+        "0",
         *service_args,
     ]
     if cpu is not None and shutil.which("taskset"):

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from {{ cookiecutter.package_name }}.chassis.circuit_breaker import CircuitBreaker, CircuitOpenError, CircuitState
+from {{ cookiecutter.package_name }}.chassis.circuit_breaker import (
+    CircuitBreaker,
+    CircuitOpenError,
+    CircuitState,
+)
 
 
 class Clock:

@@ -16,7 +16,10 @@ from prometheus_client import CollectorRegistry
 from quart import Quart, current_app
 
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.chassis.circuit_breaker import CircuitOpenError, CircuitState
+from {{ cookiecutter.package_name }}.chassis.circuit_breaker import (
+    CircuitOpenError,
+    CircuitState,
+)
 from {{ cookiecutter.package_name }}.chassis.http_client import (
     HttpClient,
     HttpClientMetrics,
@@ -27,6 +30,7 @@ from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
 from {{ cookiecutter.package_name }}.services import services_of
 from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
     Settings,
     TracingSettings,
     UpstreamSettings,
@@ -227,7 +231,7 @@ class SettingsWithCatalog(Settings):
 def test_upstreams_are_settings_like_any_other(tmp_path: Path) -> None:
     config = tmp_path / "settings.yml"
     config.write_text("upstreams:\n  catalog:\n    retries: 4\n", encoding="utf-8")
-    environ = {"{{ cookiecutter.package_name | upper }}_UPSTREAMS_CATALOG_BASE_URL": "http://catalog:8080"}
+    environ = {f"{ENV_PREFIX}_UPSTREAMS_CATALOG_BASE_URL": "http://catalog:8080"}
     loaded = load_settings(environ=environ, config_file=config, root=SettingsWithCatalog)
     catalog = loaded.settings.upstreams.catalog  # type: ignore[attr-defined]
     assert (catalog.base_url, catalog.retries, catalog.read_timeout) == ("http://catalog:8080", 4, 10.0)

@@ -61,6 +61,7 @@ def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[s
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SERVER_PORT": str(port),
         f"{PREFIX}_SERVER_ENGINE": request.param,
+        f"{PREFIX}_SHUTDOWN_DELAY": "0.2",  # no load balancer to wait for
     }
     process = subprocess.Popen(
         [sys.executable, "-m", "{{ cookiecutter.package_name }}"],
