@@ -440,3 +440,47 @@ def test_fuzzing_the_api_finds_no_server_error_and_no_schema_violation(project: 
     stdout, stderr = stop(process)
     assert process.returncode == 0, stderr
     assert '"level": "error"' not in stdout, "no request was logged as an unhandled error"
+
+
+def send(url: str, method: str, body: bytes | None = None, content_type: str | None = None):
+    """One request; returns (status, headers, body)."""
+    request = urllib.request.Request(url, data=body, method=method)
+    if content_type is not None:
+        request.add_header("Content-Type", content_type)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            return response.status, response.headers, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers, error.read()
+
+
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_the_api_and_its_errors_over_http(project: Path, start_service, engine: str) -> None:
+    """The items API works, and every error class is a problem+json with the request id."""
+    process, base = start_service("--server-engine", engine, "--http-max-body-size", "1000")
+    wait_for_status(process, f"{base}/health/ready")
+    status, headers, body = send(f"{base}/items", "POST", b'{"name": "lamp", "price_cents": 1999}', "application/json")
+    assert status == 201
+    assert headers["Location"] == f"/items/{json.loads(body)['id']}"
+    assert json.loads(send(f"{base}{headers['Location']}", "GET")[2])["name"] == "lamp"
+    cases = [
+        ("GET", "/items/424242", None, None, 404),
+        ("DELETE", "/items", None, None, 405),
+        ("POST", "/items", b"{not json", "application/json", 400),
+        ("POST", "/items", b"name=lamp", "application/x-www-form-urlencoded", 415),
+        ("POST", "/items", b'{"name": ""}', "application/json", 422),
+        ("GET", "/items?limit=0", None, None, 422),
+        ("POST", "/items", b'{"name": "' + b"x" * 2000 + b'"}', "application/json", 413),
+    ]
+    for method, path, payload, content_type, expected in cases:
+        status, headers, body = send(f"{base}{path}", method, payload, content_type)
+        assert status == expected, (method, path, body)
+        assert headers["Content-Type"] == "application/problem+json", (method, path)
+        problem = json.loads(body)
+        assert problem["status"] == expected
+        assert problem["request_id"] == headers["X-Request-ID"]
+        assert {"type", "title", "detail", "instance"} <= set(problem)
+        assert headers["X-Content-Type-Options"] == "nosniff"
+        assert "Server" not in headers, f"no version banner ({engine})"
+    stdout, stderr = stop(process)
+    assert process.returncode == 0, stderr

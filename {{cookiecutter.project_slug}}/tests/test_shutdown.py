@@ -27,23 +27,32 @@ from .test_serve import free_port, get_json, wait_until_ready
 
 DELAY = 1.0
 SLOW_SECONDS = 3.0
-IN_FLIGHT = 5
+IN_FLIGHT = 20
 
 # The service with one extra, slow endpoint: the same entrypoint code, used as a library.
 SLOW_SERVICE = textwrap.dedent(
     """
     import asyncio
+    import os
     import sys
 
     from quart import Quart, request
 
+    from {{ cookiecutter.package_name }}.chassis.lifecycle import Resource, lifecycle_of
     from {{ cookiecutter.package_name }}.chassis.server import serve
     from {{ cookiecutter.package_name }}.cli import build_app
     from {{ cookiecutter.package_name }}.settings import Settings, load_settings
 
 
+    class Unreachable(Resource):
+        async def start(self) -> None:
+            raise ConnectionError("broker.invalid:5672 refused the connection")
+
+
     def app_with_slow_endpoint(settings: Settings) -> Quart:
         app = build_app(settings)
+        if os.environ.get("FAIL_TO_START"):
+            lifecycle_of(app).add("broker", Unreachable())
 
         async def slow() -> dict[str, float]:
             seconds = float(request.args["seconds"])
@@ -83,6 +92,25 @@ def slow_service(
         if process.poll() is None:
             process.kill()
             process.communicate(timeout=10)
+
+
+def test_a_resource_that_fails_to_start_stops_the_process(tmp_path: Path) -> None:
+    script = tmp_path / "slow_service.py"
+    script.write_text(SLOW_SERVICE, encoding="utf-8")
+    env = {**os.environ, f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(free_port())}
+    result = subprocess.run(
+        [sys.executable, str(script)],
+        env={**env, "FAIL_TO_START": "1"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert result.returncode == 1
+    failure = [line for line in result.stdout.splitlines() if "startup failed" in line]
+    assert len(failure) == 1, result.stdout
+    assert "broker" in failure[0]
+    assert "refused the connection" in failure[0]
 
 
 def slow_request(base_url: str) -> int:

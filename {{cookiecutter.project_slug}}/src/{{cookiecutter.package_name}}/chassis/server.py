@@ -166,7 +166,8 @@ def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) ->
         died = [worker.name for worker in workers if not worker.is_alive()]
         log.error("a worker exited unexpectedly; stopping the others", workers=died)
         _signal_workers(workers, signal.SIGTERM)
-    deadline = settings.shutdown.grace_period + 5
+    shutdown = settings.shutdown
+    deadline = shutdown.delay + shutdown.grace_period + settings.resources.stop_timeout + 5
     for worker in workers:
         worker.join(deadline)
         if worker.is_alive():
