@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import json
 import os
@@ -52,6 +53,18 @@ def wait_until_ready(process: subprocess.Popen[str], base_url: str) -> None:
     pytest.fail("the service did not become ready in time")
 
 
+@contextlib.contextmanager
+def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen[str]]:
+    """A process with stdout and stderr merged into ``stdout``; killed at the end if still running."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        yield process
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate(timeout=10)
+
+
 @pytest.fixture(params=["hypercorn", "uvicorn"])
 def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The service as a real process on a free port, on each server engine."""
@@ -63,19 +76,8 @@ def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[s
         f"{PREFIX}_SERVER_ENGINE": request.param,
         f"{PREFIX}_SHUTDOWN_DELAY": "0.2",  # no load balancer to wait for
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "{{ cookiecutter.package_name }}"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    try:
+    with running([sys.executable, "-m", "{{ cookiecutter.package_name }}"], env) as process:
         yield process, f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT])

@@ -23,7 +23,7 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
 
-from .test_serve import free_port, get_json, wait_until_ready
+from .test_serve import free_port, get_json, running, wait_until_ready
 
 DELAY = 1.0
 SLOW_SECONDS = 3.0
@@ -83,15 +83,8 @@ def slow_service(
         f"{PREFIX}_SHUTDOWN_DELAY": str(DELAY),
         f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": "10",
     }
-    process = subprocess.Popen(
-        [sys.executable, str(script)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
-    try:
+    with running([sys.executable, str(script)], env) as process:
         yield process, f"http://127.0.0.1:{port}"
-    finally:
-        if process.poll() is None:
-            process.kill()
-            process.communicate(timeout=10)
 
 
 def test_a_resource_that_fails_to_start_stops_the_process(tmp_path: Path) -> None:
