@@ -9,11 +9,12 @@ as the ``default`` response and under the statuses a handler names with
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
 from quart import Blueprint, Quart
+from quart.typing import ResponseTypes
 from quart_schema import Info, OpenAPIProvider, QuartSchema, document_response
 from quart_schema.typing import Model
 from werkzeug.routing import Rule
@@ -25,6 +26,7 @@ OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
+MakeResponse = Callable[[Any], Awaitable[ResponseTypes]]
 
 
 class Problem(BaseModel):
@@ -84,6 +86,7 @@ class _ApiProvider(OpenAPIProvider):
 
 def install_openapi(app: Quart, blueprints: Iterable[Blueprint], *, title: str, version: str) -> None:
     app.extensions[EXTENSION_KEY] = frozenset(blueprint.name for blueprint in blueprints)
+    make_response = app.make_response
     QuartSchema(
         app,
         openapi_path=OPENAPI_PATH,
@@ -93,6 +96,22 @@ def install_openapi(app: Quart, blueprints: Iterable[Blueprint], *, title: str, 
         info=Info(title=title, version=version),
         openapi_provider_class=_ApiProvider,
     )
+    # quart-schema passes every response through a new pydantic TypeAdapter, plain dicts
+    # included, which cost a third of the time of a small request; only models need it.
+    app.make_response = _dumping_models(make_response)  # type: ignore[method-assign,assignment]
+
+
+def _dumping_models(make_response: MakeResponse) -> MakeResponse:
+    """Quart's ``make_response``, turning a pydantic model (alone or first in a tuple) into JSON data."""
+
+    async def make_response_from_models(result: Any) -> ResponseTypes:
+        if isinstance(result, BaseModel):
+            result = result.model_dump(mode="json")
+        elif isinstance(result, tuple) and result and isinstance(result[0], BaseModel):
+            result = (result[0].model_dump(mode="json"), *result[1:])
+        return await make_response(result)
+
+    return make_response_from_models
 
 
 def openapi_document(app: Quart) -> dict[str, Any]:
