@@ -76,7 +76,8 @@ def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[s
         f"{PREFIX}_SERVER_ENGINE": request.param,
         f"{PREFIX}_SHUTDOWN_DELAY": "0.2",  # no load balancer to wait for
     }
-    with running([sys.executable, "-m", "{{ cookiecutter.package_name }}"], env) as process:
+    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
+    with running(command, env) as process:
         yield process, f"http://127.0.0.1:{port}"
 
 

@@ -5,9 +5,11 @@
 - ``HALF_OPEN``: one trial call goes through (the others still fail fast); its
   success closes the circuit, its failure opens it again.
 
-Written here rather than taken from a library: the maintained breakers are either
-synchronous (pybreaker) or bring their own storage and scheduling; this one is
-asyncio-only state with no locks needed, since it never awaits.
+Written here rather than taken from a library: pybreaker is synchronous, and the
+asyncio ones (purgatory, aiobreaker) count failures as exceptions raised inside
+their context, where a 5xx answer is a returned response, and bring storage
+backends this service does not need.  This is plain state with no locks: it
+never awaits, so asyncio cannot interleave its steps.
 """
 
 from __future__ import annotations
