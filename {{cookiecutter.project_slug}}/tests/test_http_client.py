@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
 from prometheus_client import CollectorRegistry
 from quart import Quart, current_app
 
@@ -35,6 +36,7 @@ from {{ cookiecutter.package_name }}.settings import (
     TracingSettings,
     UpstreamSettings,
     UpstreamsSettings,
+    dump_settings,
     load_settings,
     section,
 )
@@ -236,6 +238,9 @@ def test_upstreams_are_settings_like_any_other(tmp_path: Path) -> None:
     catalog = loaded.settings.upstreams.catalog  # type: ignore[attr-defined]
     assert (catalog.base_url, catalog.retries, catalog.read_timeout) == ("http://catalog:8080", 4, 10.0)
     assert loaded.sources["upstreams.catalog.retries"] == "file"
+    shown = dump_settings(loaded, root=SettingsWithCatalog)
+    assert "upstreams:\n  catalog:\n    base_url: http://catalog:8080  # env\n" in shown
+    assert yaml.safe_load(shown)["upstreams"]["catalog"]["retries"] == 4
 
 
 @pytest.fixture
