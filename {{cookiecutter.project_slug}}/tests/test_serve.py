@@ -104,3 +104,17 @@ def test_missing_uvloop_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> Non
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(ServerError, match=r"server\.loop is uvloop, but uvloop is not installed"):
         loop_factory(Settings(server=ServerSettings(loop="uvloop")))
+
+
+def test_the_container_healthcheck_asks_the_local_service(service: tuple[subprocess.Popen[str], str]) -> None:
+    process, base_url = service
+    wait_until_ready(process, base_url)
+    port = base_url.rsplit(":", 1)[1]
+    env = {**os.environ, f"{PREFIX}_SERVER_PORT": port}
+    module = "{{ cookiecutter.package_name }}.healthcheck"
+    command = [sys.executable, "-m", module, "/health/ready"]
+    assert subprocess.run(command, env=env, check=False).returncode == 0
+    env[f"{PREFIX}_SERVER_PORT"] = str(free_port())  # nothing listens there
+    unhealthy = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    assert unhealthy.returncode == 1
+    assert "unhealthy" in unhealthy.stderr
