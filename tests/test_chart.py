@@ -1,0 +1,159 @@
+"""The artefact tier, part 2: the generated Helm chart, linted, rendered and validated offline.
+
+helm-python-sdk runs Helm's own code (lint in strict mode, render, values schema);
+kubernetes-validate checks every rendered manifest, strictly, against the Kubernetes
+schemas of a current release. Fast: no cluster and no container engine are needed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import helm_python as helm
+import kubernetes_validate
+import pytest
+import yaml
+from kubernetes_validate.utils import latest_version
+
+from helpers import DEFAULT_SLUG, render
+
+KUBERNETES_VERSION = latest_version()
+RELEASE = "demo"
+FULLNAME = f"{RELEASE}-{DEFAULT_SLUG}"
+WARNING = 2  # lint message severities: 1 info, 2 warning, 3 error
+# Custom resources that kubernetes-validate has no schema for, checked by hand below.
+CUSTOM_KINDS = {"ServiceMonitor"}
+
+
+@pytest.fixture(scope="module")
+def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    result = render(tmp_path_factory.mktemp("chart"))
+    assert result.returncode == 0, result.stderr
+    return result.project() / "charts" / DEFAULT_SLUG
+
+
+def variants(chart: Path) -> dict[str, dict[str, Any]]:
+    """The default values and every ci/*-values.yaml (as Helm's chart-testing uses them)."""
+    found = {"default": {}}
+    for path in sorted((chart / "ci").glob("*-values.yaml")):
+        found[path.name.removesuffix("-values.yaml")] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return found
+
+
+def manifests(chart: Path, values: dict[str, Any] | None = None) -> list[dict[str, Any]]:
+    rendered = helm.Chart.load(chart).render(values, name=RELEASE, namespace="prod", is_install=True)
+    documents = []
+    for path, text in rendered.items():
+        if path.endswith("NOTES.txt"):
+            continue
+        documents += [document for document in yaml.safe_load_all(text) if document]
+    return documents
+
+
+def of_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
+    return [document for document in documents if document["kind"] == kind]
+
+
+def test_lint_is_clean_in_strict_mode(chart: Path) -> None:
+    for name, values in variants(chart).items():
+        report = helm.lint(chart, values, strict=True, kube_version=f"v{KUBERNETES_VERSION}.0")
+        problems = [message for message in report["messages"] if message["severity"] >= WARNING]
+        assert (report["errors"], problems) == ([], []), name
+
+
+def test_every_variant_renders_valid_kubernetes_manifests(chart: Path) -> None:
+    assert set(variants(chart)) >= {"default", "hpa", "servicemonitor", "networkpolicy", "ingress", "existingsecret"}
+    for name, values in variants(chart).items():
+        for document in manifests(chart, values):
+            if document["kind"] in CUSTOM_KINDS:
+                continue
+            try:
+                kubernetes_validate.validate(document, KUBERNETES_VERSION, strict=True)
+            except kubernetes_validate.ValidationError as error:
+                pytest.fail(f"{name}: {document['kind']} {document['metadata']['name']}: {error}")
+    print(f"\n[figures] chart: {len(variants(chart))} value sets, validated against Kubernetes {KUBERNETES_VERSION}")
+
+
+def test_default_values_give_the_expected_objects(chart: Path) -> None:
+    documents = manifests(chart)
+    kinds = sorted(document["kind"] for document in documents)
+    assert kinds == ["ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    for document in documents:
+        labels = document["metadata"]["labels"]
+        assert labels["app.kubernetes.io/name"] == DEFAULT_SLUG
+        assert labels["app.kubernetes.io/instance"] == RELEASE
+        assert labels["helm.sh/chart"] == f"{DEFAULT_SLUG}-0.1.0"
+    test_pod = of_kind(documents, "Pod")[0]
+    assert test_pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
+
+
+def test_the_deployment_probes_secures_and_configures_the_pod(chart: Path) -> None:
+    documents = manifests(chart)
+    deployment = of_kind(documents, "Deployment")[0]
+    pod = deployment["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    probes = {name: container[f"{name}Probe"]["httpGet"]["path"] for name in ("liveness", "readiness", "startup")}
+    assert probes == {"liveness": "/health/live", "readiness": "/health/ready", "startup": "/health/startup"}
+    assert pod["automountServiceAccountToken"] is False
+    assert pod["securityContext"]["runAsNonRoot"] is True
+    assert pod["securityContext"]["runAsUser"] == 10001
+    assert pod["securityContext"]["seccompProfile"] == {"type": "RuntimeDefault"}
+    security = container["securityContext"]
+    assert security["readOnlyRootFilesystem"] is True
+    assert security["allowPrivilegeEscalation"] is False
+    assert security["capabilities"]["drop"] == ["ALL"]
+    assert {"requests", "limits"} <= set(container["resources"])
+    mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
+    assert mounts == {"settings": "/etc/service", "tmp": "/tmp"}
+    assert container["args"] == ["serve", "--config", "/etc/service/settings.yml"]
+    volumes = {volume["name"]: volume for volume in pod["volumes"]}
+    assert volumes["settings"]["configMap"]["name"] == FULLNAME
+    assert "emptyDir" in volumes["tmp"]
+    assert pod["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
+    # Longer than the service's drain delay (5) + grace period (25) + resource stops (10).
+    assert pod["terminationGracePeriodSeconds"] > 40
+    settings = yaml.safe_load(of_kind(documents, "ConfigMap")[0]["data"]["settings.yml"])
+    assert settings["server"]["port"] == container["ports"][0]["containerPort"]
+    assert settings["shutdown"] == {"delay": 5, "grace_period": 25}
+
+
+def test_changed_settings_roll_the_pods(chart: Path) -> None:
+    def checksum(values: dict[str, Any] | None) -> str:
+        deployment = of_kind(manifests(chart, values), "Deployment")[0]
+        return deployment["spec"]["template"]["metadata"]["annotations"]["checksum/settings"]
+
+    assert checksum(None) != checksum({"settings": {"logging": {"level": "debug"}}})
+
+
+def test_variants_add_what_they_say(chart: Path) -> None:
+    found = {name: manifests(chart, values) for name, values in variants(chart).items()}
+    hpa = of_kind(found["hpa"], "HorizontalPodAutoscaler")[0]
+    assert hpa["apiVersion"] == "autoscaling/v2"
+    assert "replicas" not in of_kind(found["hpa"], "Deployment")[0]["spec"], "the autoscaler owns the replicas"
+    monitor = of_kind(found["servicemonitor"], "ServiceMonitor")[0]
+    assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
+    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/internal/metrics", "interval": "30s"}]
+    assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
+    assert of_kind(found["networkpolicy"], "NetworkPolicy")[0]["spec"]["policyTypes"] == ["Ingress"]
+    assert of_kind(found["ingress"], "Ingress")[0]["spec"]["rules"][0]["host"] == "api.example.com"
+    container = of_kind(found["existingsecret"], "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
+    assert container["envFrom"] == [{"secretRef": {"name": "my-service-secrets"}}]
+    assert container["env"][0]["name"] == "EXTRA_TOKEN"
+    configmap = of_kind(found["existingsecret"], "ConfigMap")[0]["data"]["settings.yml"]
+    assert "my-service-secrets" not in configmap and "token" not in configmap, "no secret in the ConfigMap"
+
+
+@pytest.mark.parametrize(
+    ("values", "complaint"),
+    [
+        ({"replicaCount": "two"}, "replicaCount"),
+        ({"replicas": 2}, "replicas"),
+        ({"service": {"port": 70000}}, "port"),
+        ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
+        ({"settings": {"shutdown": {"delay": "soon"}}}, "delay"),
+    ],
+)
+def test_bad_values_are_refused(chart: Path, values: dict[str, Any], complaint: str) -> None:
+    with pytest.raises(helm.HelmError, match=complaint):
+        helm.Chart.load(chart).render(values, name=RELEASE, namespace="prod")
