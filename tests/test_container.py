@@ -2,8 +2,8 @@
 
 podman builds and runs it (no Docker engine here). There is no registry either, so
 the base image is a Debian bookworm root filesystem with python3, venv and pip made
-by mmdebstrap and imported once; podman's storage lives in `.work/containers`, so
-later runs on the same machine reuse it. The Dockerfile must work on it as on the
+by mmdebstrap and imported once. podman's storage lives in ~/.cache/pychassis/containers,
+outside the checkout, so later runs on the same machine (fresh clones included) reuse it. The Dockerfile must work on it as on the
 official Python image: its base is a build argument.
 """
 
@@ -25,8 +25,7 @@ from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, clean_env, free_port, get_jso
 
 pytestmark = pytest.mark.slow
 
-ROOT = Path(__file__).resolve().parents[1]
-WORK = ROOT / ".work" / "containers"
+WORK = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pychassis" / "containers"
 BASE_IMAGE = "localhost/pychassis-base:bookworm"
 BASE_PACKAGES = "python3,python3-venv,python3-pip,ca-certificates"
 DEBIAN_MIRROR = "http://deb.debian.org/debian"
