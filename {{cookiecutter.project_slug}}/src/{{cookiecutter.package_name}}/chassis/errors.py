@@ -5,8 +5,8 @@ errors add ``errors`` (where and what, never the rejected input).  An unhandled
 exception is logged once with its traceback and answered with a generic 500: no
 stack trace and no exception text reach the client.
 
-Handlers raise ``werkzeug.exceptions`` (``NotFound(description=...)``) or
-``ServiceUnavailable``-style errors of their own; ``detail`` is the description.
+Handlers signal a client error by raising one of werkzeug's exceptions, e.g.
+``NotFound("There is no item 7.")``: its description becomes ``detail``.
 """
 
 from __future__ import annotations
