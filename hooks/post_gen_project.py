@@ -6,6 +6,9 @@
 2. Verify: create ``.venv``, install from the dev lock with ``--require-hashes``,
    install the project itself and run its test suite.
 
+Before both, the files of a backing service that was not chosen (database, cache)
+are removed.
+
 Switches (environment variables):
   PYCHASSIS_SKIP_VERIFY=1  lock, but do not install or run the tests (same as verify=false)
   PYCHASSIS_SKIP_LOCK=1    write no lock files and verify nothing (fully offline);
@@ -29,6 +32,33 @@ from pathlib import Path
 VERIFY_ANSWER = json.loads({{ cookiecutter.verify | tojson | tojson }})
 PYTHON_VERSION = json.loads({{ cookiecutter.python_version | tojson | tojson }})
 PACKAGE_NAME = json.loads({{ cookiecutter.package_name | tojson | tojson }})
+PROJECT_SLUG = json.loads({{ cookiecutter.project_slug | tojson | tojson }})
+DATABASE = json.loads({{ cookiecutter.database | tojson | tojson }})
+CACHE = json.loads({{ cookiecutter.cache | tojson | tojson }})
+
+# The files each optional backing service brings; removed when it was not chosen,
+# so nothing of it remains (its settings and dependencies are left out when rendering).
+OPTIONAL_FILES = {
+    "postgresql": [
+        "alembic.ini",
+        "src/{package}/chassis/database.py",
+        "src/{package}/migrations",
+        "src/{package}/models.py",
+        "src/{package}/services/postgres_items.py",
+        "tests/test_database.py",
+        "tests/test_migrations.py",
+        "tests/test_postgres_items.py",
+        "charts/{slug}/templates/migration-job.yaml",
+        "charts/{slug}/ci/database-values.yaml",
+    ],
+    "redis": [
+        "src/{package}/chassis/cache.py",
+        "src/{package}/services/cached_items.py",
+        "tests/test_cache.py",
+        "tests/test_cached_items.py",
+        "charts/{slug}/ci/cache-values.yaml",
+    ],
+}
 
 SKIP_VERIFY_ENV = "PYCHASSIS_SKIP_VERIFY"
 SKIP_LOCK_ENV = "PYCHASSIS_SKIP_LOCK"
@@ -186,8 +216,22 @@ def verify(uv: str, project: Path, log: Path) -> None:
     (project / ".venv" / ".installed").touch()
 
 
+def prune(project: Path) -> None:
+    chosen = {DATABASE, CACHE}
+    for service, paths in OPTIONAL_FILES.items():
+        if service in chosen:
+            continue
+        for path in paths:
+            target = project / path.format(package=PACKAGE_NAME, slug=PROJECT_SLUG)
+            if target.is_dir():
+                shutil.rmtree(target)
+            else:
+                target.unlink(missing_ok=True)
+
+
 def main() -> int:
     project = Path.cwd()
+    prune(project)
     if is_true(os.environ.get(SKIP_LOCK_ENV, "")):
         say(f"{SKIP_LOCK_ENV} is set: no lock files written and nothing verified; run `make lock` later")
         return 0

@@ -20,6 +20,8 @@ ANSWERS = {
     "version": json.loads({{ cookiecutter.version | tojson | tojson }}),
     "python_version": json.loads({{ cookiecutter.python_version | tojson | tojson }}),
     "http_port": json.loads({{ cookiecutter.http_port | tojson | tojson }}),
+    "database": json.loads({{ cookiecutter.database | tojson | tojson }}),
+    "cache": json.loads({{ cookiecutter.cache | tojson | tojson }}),
     "verify": json.loads({{ cookiecutter.verify | tojson | tojson }}),
 }
 
@@ -60,6 +62,10 @@ PEP440_RE = re.compile(
     """,
     re.VERBOSE | re.IGNORECASE,
 )
+CHOICES = {
+    "database": ("none", "postgresql"),
+    "cache": ("none", "redis"),
+}
 TRUE_WORDS = {"true", "yes", "y", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "0", "off"}
 
@@ -148,6 +154,11 @@ def check_verify() -> None:
         raise Refusal("verify", "must be true or false (yes/no)")
 
 
+def check_choice(field: str) -> None:
+    if ANSWERS[field] not in CHOICES[field]:
+        raise Refusal(field, f"must be one of {', '.join(CHOICES[field])}")
+
+
 def main() -> int:
     checks = [
         lambda: check_text("project_name"),
@@ -159,6 +170,8 @@ def main() -> int:
         check_version,
         check_python_version,
         check_port,
+        lambda: check_choice("database"),
+        lambda: check_choice("cache"),
         check_verify,
     ]
     errors = []

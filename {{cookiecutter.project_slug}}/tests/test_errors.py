@@ -7,8 +7,9 @@ from typing import Any
 
 from quart.typing import TestClientProtocol as QuartClient
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import HttpSettings, Settings
+
+from .apps import create_test_app
 
 PROBLEM_MEMBERS = {"type", "title", "status", "detail", "instance", "request_id"}
 
@@ -38,14 +39,14 @@ async def test_malformed_json_is_400_and_other_media_types_415(client: QuartClie
 
 
 async def test_a_body_over_the_limit_is_413() -> None:
-    app = create_app(Settings(http=HttpSettings(max_body_size=100)))
+    app = create_test_app(Settings(http=HttpSettings(max_body_size=100)))
     async with app.test_app():
         response = await app.test_client().post("/items", json={"name": "x" * 200, "price_cents": 1})
         await problem_of(response, 413)
 
 
 async def test_a_slow_handler_is_cut_off_with_504() -> None:
-    app = create_app(Settings(http=HttpSettings(request_timeout=0.05)))
+    app = create_test_app(Settings(http=HttpSettings(request_timeout=0.05)))
 
     async def slow() -> str:
         await asyncio.sleep(10)
@@ -59,7 +60,7 @@ async def test_a_slow_handler_is_cut_off_with_504() -> None:
 
 
 async def test_an_unhandled_error_is_a_generic_500_without_details() -> None:
-    app = create_app(Settings())
+    app = create_test_app(Settings())
 
     async def broken() -> str:
         raise RuntimeError("password=hunter2 in a message")
@@ -90,7 +91,7 @@ async def test_cors_is_off_by_default(client: QuartClient) -> None:
 
 
 async def test_cors_allows_only_the_configured_origins() -> None:
-    app = create_app(
+    app = create_test_app(
         Settings(http=HttpSettings(cors_allow_origins="https://app.example.com, https://b.example"))
     )
     async with app.test_app():

@@ -6,10 +6,11 @@ import asyncio
 
 from quart import Quart
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.health import health_of
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Resource, lifecycle_of
 from {{ cookiecutter.package_name }}.settings import HealthSettings, Settings
+
+from .apps import create_test_app
 
 
 async def probe(app: Quart, path: str) -> tuple[int, dict[str, object]]:
@@ -18,12 +19,12 @@ async def probe(app: Quart, path: str) -> tuple[int, dict[str, object]]:
 
 
 async def test_liveness_is_up_even_while_starting() -> None:
-    app = create_app(Settings())
+    app = create_test_app(Settings())
     assert await probe(app, "/health/live") == (200, {"status": "UP"})
 
 
 async def test_readiness_follows_startup_serving_and_draining() -> None:
-    app = create_app(Settings())
+    app = create_test_app(Settings())
     gate = asyncio.Event()
 
     class SlowToStart(Resource):
@@ -77,7 +78,7 @@ async def test_hanging_check_is_cut_off_by_its_timeout(app: Quart) -> None:
 
 
 async def test_details_can_be_hidden() -> None:
-    app = create_app(Settings(health=HealthSettings(show_details=False)))
+    app = create_test_app(Settings(health=HealthSettings(show_details=False)))
     async with app.test_app():
         await lifecycle_of(app).wait_until_started()
         assert await probe(app, "/health/ready") == (200, {"status": "UP"})

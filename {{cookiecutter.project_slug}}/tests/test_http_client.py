@@ -16,7 +16,6 @@ import yaml
 from prometheus_client import CollectorRegistry
 from quart import Quart, current_app
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.circuit_breaker import (
     CircuitOpenError,
     CircuitState,
@@ -26,10 +25,10 @@ from {{ cookiecutter.package_name }}.chassis.http_client import (
     HttpClientMetrics,
     UpstreamError,
     UpstreamTimeoutError,
+    upstreams_of,
 )
 from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
-from {{ cookiecutter.package_name }}.services import services_of
 from {{ cookiecutter.package_name }}.settings import (
     ENV_PREFIX,
     Settings,
@@ -42,6 +41,7 @@ from {{ cookiecutter.package_name }}.settings import (
 )
 from {{ cookiecutter.package_name }}.settings import upstream as declare_upstream
 
+from .apps import create_test_app
 from .test_serve import free_port
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -247,10 +247,10 @@ def test_upstreams_are_settings_like_any_other(tmp_path: Path) -> None:
 async def app_calling(upstream: Upstream) -> AsyncIterator[Quart]:
     """The app with an upstream named catalog at ``upstream``, and a route that calls it."""
     catalog = settings_for(upstream.url, retries=0, breaker_failures=1, breaker_cooldown=60)
-    app = create_app(SettingsWithCatalog(upstreams=CatalogUpstreams(catalog=catalog)))
+    app = create_test_app(SettingsWithCatalog(upstreams=CatalogUpstreams(catalog=catalog)))
 
     async def product() -> dict[str, Any]:
-        response = await services_of(current_app).upstreams["catalog"].get("/products/1")
+        response = await upstreams_of(current_app)["catalog"].get("/products/1")
         return {"status": response.status_code}
 
     app.add_url_rule("/product", "product", product)

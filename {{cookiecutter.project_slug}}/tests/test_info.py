@@ -6,8 +6,9 @@ from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME, __version__
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.settings import BuildSettings, Settings
+
+from .apps import create_test_app
 
 
 async def test_info_defaults_to_unknown_build(client: QuartClient) -> None:
@@ -23,6 +24,6 @@ async def test_info_defaults_to_unknown_build(client: QuartClient) -> None:
 
 
 async def test_info_shows_build_settings() -> None:
-    app: Quart = create_app(Settings(build=BuildSettings(commit="abc1234", time="2026-01-02T03:04:05Z")))
+    app: Quart = create_test_app(Settings(build=BuildSettings(commit="abc1234", time="2026-01-02T03:04:05Z")))
     body = await (await app.test_client().get("/info")).get_json()
     assert (body["commit"], body["build_time"]) == ("abc1234", "2026-01-02T03:04:05Z")

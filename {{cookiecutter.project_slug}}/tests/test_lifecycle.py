@@ -7,7 +7,6 @@ import asyncio
 import pytest
 from quart import Quart
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.health import health_of
 from {{ cookiecutter.package_name }}.chassis.lifecycle import (
     Lifecycle,
@@ -16,6 +15,8 @@ from {{ cookiecutter.package_name }}.chassis.lifecycle import (
     lifecycle_of,
 )
 from {{ cookiecutter.package_name }}.settings import ResourcesSettings, Settings
+
+from .apps import create_test_app
 
 
 class Recorder(Resource):
@@ -48,7 +49,7 @@ class Recorder(Resource):
 
 
 def app_with(*resources: tuple[Recorder, tuple[str, ...]], start_timeout: float = 5) -> Quart:
-    app = create_app(Settings(resources=ResourcesSettings(start_timeout=start_timeout)))
+    app = create_test_app(Settings(resources=ResourcesSettings(start_timeout=start_timeout)))
     for resource, depends_on in resources:
         lifecycle_of(app).add(resource.name, resource, depends_on=depends_on)
     return app
@@ -115,7 +116,7 @@ async def test_resource_checks_feed_readiness() -> None:
 
 
 def test_dependencies_must_be_added_first() -> None:
-    lifecycle = Lifecycle(health_of(create_app(Settings())), start_timeout=1, stop_timeout=1)
+    lifecycle = Lifecycle(health_of(create_test_app(Settings())), start_timeout=1, stop_timeout=1)
     with pytest.raises(ValueError, match="must be added before it"):
         lifecycle.add("repository", Recorder("repository", []), depends_on=("database",))
     lifecycle.add("database", Recorder("database", []))

@@ -17,7 +17,6 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from quart import Quart
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
 from {{ cookiecutter.package_name }}.settings import (
@@ -26,6 +25,8 @@ from {{ cookiecutter.package_name }}.settings import (
     Settings,
     TracingSettings,
 )
+
+from .apps import create_test_app
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
@@ -39,7 +40,7 @@ async def thing(thing_id: str) -> dict[str, str]:
 
 
 async def started_app(settings: Settings) -> Quart:
-    app = create_app(settings)
+    app = create_test_app(settings)
     app.add_url_rule("/things/<thing_id>", "thing", thing)
     return app
 

@@ -38,9 +38,13 @@ SLOW_SERVICE = textwrap.dedent(
 
     from quart import Quart, request
 
+    from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME, __version__
+    from {{ cookiecutter.package_name }}.app import create_app
     from {{ cookiecutter.package_name }}.chassis.lifecycle import Resource, lifecycle_of
+    from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
     from {{ cookiecutter.package_name }}.chassis.server import serve
-    from {{ cookiecutter.package_name }}.cli import build_app
+    from {{ cookiecutter.package_name }}.services import Services
+    from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepository
     from {{ cookiecutter.package_name }}.settings import Settings, load_settings
 
 
@@ -50,7 +54,8 @@ SLOW_SERVICE = textwrap.dedent(
 
 
     def app_with_slow_endpoint(settings: Settings) -> Quart:
-        app = build_app(settings)
+        configure_logging(settings.logging, service=DISTRIBUTION_NAME, version=__version__)
+        app = create_app(settings, services=Services(items=InMemoryItemRepository()))
         if os.environ.get("FAIL_TO_START"):
             lifecycle_of(app).add("broker", Unreachable())
 

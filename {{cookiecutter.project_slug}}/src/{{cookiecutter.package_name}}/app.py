@@ -8,6 +8,7 @@ from . import DISTRIBUTION_NAME, __version__
 from .chassis import info
 from .chassis.errors import install_errors
 from .chassis.health import Health, install_health
+from .chassis.http_client import EXTENSION_KEY as UPSTREAMS_KEY
 from .chassis.http_client import HttpClientMetrics, http_clients
 from .chassis.instrumentation import install_instrumentation
 from .chassis.lifecycle import Lifecycle, install_lifecycle
@@ -38,17 +39,26 @@ def create_app(settings: Settings, services: Services | None = None) -> Quart:
     )
     tracing = Tracing(settings.tracing, service=DISTRIBUTION_NAME, version=__version__)
     metrics = HttpMetrics(service=DISTRIBUTION_NAME, version=__version__, commit=settings.build.commit)
+    upstreams = http_clients(settings.upstreams, metrics=HttpClientMetrics(metrics.registry), tracing=tracing)
     if services is None:
-        upstreams = http_clients(
-            settings.upstreams, metrics=HttpClientMetrics(metrics.registry), tracing=tracing
-        )
-        services = build_services(upstreams)
+{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" %}
+        services = build_services(settings, registry=metrics.registry)
+{%- else %}
+        services = build_services()
+{%- endif %}
 
     # Stopped last, so spans of the other resources' last calls are still exported.
     lifecycle.add("tracing", tracing)
-    for name, client in services.upstreams.items():
+    for name, client in upstreams.items():
         lifecycle.add(f"upstream.{name}", client)
+{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" %}
+    for name, resource in services.backing.items():
+        lifecycle.add(name, resource)
+    lifecycle.add("items", services.items, depends_on=tuple(services.backing))
+{%- else %}
     lifecycle.add("items", services.items)
+{%- endif %}
+    app.extensions[UPSTREAMS_KEY] = upstreams
     app.extensions[SERVICES_KEY] = services
 
     install_instrumentation(

@@ -4,7 +4,7 @@
     python -m {{ cookiecutter.package_name }}
 
 Commands: ``serve`` (the default when no command is named), ``config check``,
-``config show`` and ``openapi``.  Each takes every setting as a flag (see ``--help``); settings
+``config show``, ``openapi``{% if cookiecutter.database == "postgresql" %} and ``migrate``{% endif %}.  Each takes every setting as a flag (see ``--help``); settings
 can also come from the environment and the settings file.
 """
 
@@ -101,7 +101,12 @@ def build_app(settings: Settings) -> Quart:
 @click.group(cls=DefaultCommandGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, prog_name=DISTRIBUTION_NAME)
 def main() -> None:
+{%- if cookiecutter.database == "postgresql" %}
+    """Run the service (`serve`, the default), migrate its database (`migrate`),
+    inspect its configuration (`config`) or API (`openapi`)."""
+{%- else %}
     """Run the service (`serve`, the default), inspect its configuration (`config`) or API (`openapi`)."""
+{%- endif %}
 
 
 @main.command(DEFAULT_COMMAND)
@@ -147,3 +152,25 @@ def openapi_command(config_file: Path | None, **flags: Any) -> None:
     loaded = load_or_exit(config_file, flags)
     document = openapi_document(create_app(loaded.settings))
     click.echo(json.dumps(document, indent=2))
+{%- if cookiecutter.database == "postgresql" %}
+
+
+@main.command("migrate")
+@click.option("--sql", is_flag=True, help="Print the SQL instead of running it (connects to nothing).")
+@settings_options
+def migrate_command(config_file: Path | None, sql: bool, **flags: Any) -> None:
+    """Upgrade the database to the latest migration; run it before a new version serves."""
+    loaded = load_or_exit(config_file, flags)
+    configure_logging(loaded.settings.logging, service=DISTRIBUTION_NAME, version=__version__)
+    # Imported here: only this command needs Alembic, and `serve` starts faster without it.
+    from .chassis.database import is_unavailable
+    from .migrations import upgrade
+
+    try:
+        upgrade(loaded.settings.database, sql=sql)
+    except Exception as error:
+        if not is_unavailable(error):
+            raise
+        click.echo(f"error: cannot reach the database to migrate: {type(error).__name__}: {error}", err=True)
+        sys.exit(1)
+{%- endif %}

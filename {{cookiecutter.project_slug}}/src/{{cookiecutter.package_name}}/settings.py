@@ -41,6 +41,17 @@ EventLoop = Literal["auto", "asyncio", "uvloop"]
 
 # A comma-separated list of origins (scheme://host[:port]), or "*", or nothing.
 _ORIGINS = r"|\*|https?://[^\s,/]+(\s*,\s*https?://[^\s,/]+)*"
+{%- if cookiecutter.database == "postgresql" %}
+# postgresql://user:password@host:port/database, optionally with ?options.
+_POSTGRES_URL = r"postgres(ql)?(\+asyncpg)?://[^\s/?#]+/[^\s/?#]+(\?\S*)?"
+_IDENTIFIER = r"[a-z_][a-z0-9_]{0,62}"
+# The database `docker compose up -d postgres` starts, for local development only.
+DEV_DATABASE_URL = "postgresql://postgres:dev@localhost/{{ cookiecutter.package_name }}"
+{%- endif %}
+{%- if cookiecutter.cache == "redis" %}
+# redis://[[user]:password@]host[:port][/db]; rediss:// for TLS.
+_REDIS_URL = r"rediss?://[^\s/?#]+(/\d{1,2})?(\?\S*)?"
+{%- endif %}
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
 
@@ -221,6 +232,59 @@ class UpstreamsSettings:
     """
 
 
+{% if cookiecutter.database == "postgresql" -%}
+@section
+class DatabaseSettings:
+    url: str = setting(
+        default=DEV_DATABASE_URL,
+        help="PostgreSQL URL: postgresql://user:password@host:port/database (secret).",
+        secret=True,
+        pattern=(_POSTGRES_URL, "a PostgreSQL URL: postgresql://user:password@host:port/database"),
+    )
+    schema: str | None = setting(
+        default=None,
+        help="Schema holding the service's tables; empty: the database's default search path.",
+        pattern=(_IDENTIFIER, "a lowercase SQL identifier such as orders"),
+    )
+    pool_size: int = setting(default=5, help="Connections kept open in the pool.", minimum=1, maximum=100)
+    max_overflow: int = setting(
+        default=5, help="Extra connections opened under load, beyond pool_size.", minimum=0, maximum=100
+    )
+    pool_timeout: float = setting(
+        default=5.0, help="Seconds to wait for a free connection.", minimum=0.001, maximum=600
+    )
+    connect_timeout: float = setting(
+        default=5.0, help="Seconds to wait for a new connection.", minimum=0.001, maximum=600
+    )
+    statement_timeout: float = setting(
+        default=10.0,
+        help="Seconds a statement may run before PostgreSQL cancels it.",
+        minimum=0.001,
+        maximum=3600,
+    )
+
+
+{% endif -%}
+{% if cookiecutter.cache == "redis" -%}
+@section
+class CacheSettings:
+    url: str = setting(
+        default="redis://localhost:6379/0",
+        help="Redis URL: redis://[:password@]host:port/db, rediss:// for TLS (secret).",
+        secret=True,
+        pattern=(_REDIS_URL, "a Redis URL: redis://[:password@]host:port/db"),
+    )
+    ttl: int = setting(default=300, help="Seconds an item stays cached.", minimum=1, maximum=86_400)
+    timeout: float = setting(
+        default=0.25,
+        help="Seconds each cache call may take; a slower cache is skipped, never waited for.",
+        minimum=0.001,
+        maximum=60,
+    )
+    max_connections: int = setting(default=50, help="Most open connections.", minimum=1, maximum=10_000)
+
+
+{% endif -%}
 def upstream(base_url: str) -> Any:
     """Declare an upstream in ``UpstreamsSettings`` with its default base URL."""
     return dataclasses.field(default_factory=lambda: UpstreamSettings(base_url=base_url))
@@ -240,6 +304,12 @@ class Settings:
     resources: ResourcesSettings = dataclasses.field(default_factory=ResourcesSettings)
     shutdown: ShutdownSettings = dataclasses.field(default_factory=ShutdownSettings)
     upstreams: UpstreamsSettings = dataclasses.field(default_factory=UpstreamsSettings)
+{%- if cookiecutter.database == "postgresql" %}
+    database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
+{%- endif %}
+{%- if cookiecutter.cache == "redis" %}
+    cache: CacheSettings = dataclasses.field(default_factory=CacheSettings)
+{%- endif %}
 
 
 class SettingsError(Exception):

@@ -23,6 +23,9 @@ from quart_schema.validation import QuerystringValidationError
 from werkzeug.exceptions import BadRequest, HTTPException
 
 from .circuit_breaker import CircuitOpenError
+{%- if cookiecutter.database == "postgresql" %}
+from .database import DatabaseUnavailableError
+{%- endif %}
 from .http_client import UpstreamError, UpstreamTimeoutError
 from .logging import current_request_id, get_logger
 
@@ -73,6 +76,9 @@ def install_errors(app: Quart) -> None:
     app.register_error_handler(HTTPException, _http_error)
     app.register_error_handler(CircuitOpenError, _circuit_open)
     app.register_error_handler(UpstreamError, _upstream_failed)
+{%- if cookiecutter.database == "postgresql" %}
+    app.register_error_handler(DatabaseUnavailableError, _database_unavailable)
+{%- endif %}
     app.register_error_handler(Exception, _unexpected_error)
 
 
@@ -115,6 +121,13 @@ async def _upstream_failed(error: UpstreamError) -> Response:
     return problem(503, f"A service this one depends on ({error.upstream}) is unavailable.")
 
 
+{% if cookiecutter.database == "postgresql" -%}
+async def _database_unavailable(error: DatabaseUnavailableError) -> Response:
+    log.warning("database unavailable", error=str(error))
+    return problem(503, "The database is unavailable; try again later.", headers={"Retry-After": "1"})
+
+
+{% endif -%}
 async def _unexpected_error(error: Exception) -> Response:
     log.error("unhandled error", method=request.method, path=request.path, exc_info=error)
     return problem(500)

@@ -27,6 +27,7 @@ from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from quart import Quart
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..settings import UpstreamSettings, UpstreamsSettings
@@ -37,6 +38,7 @@ from .metrics import LATENCY_BUCKETS
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .tracing import Tracing
 
+EXTENSION_KEY = "upstreams"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # Answers that say "try again": an idempotent call is retried on them.
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -46,7 +48,14 @@ NO_RESPONSE = "error"  # the status label of a call that got no response
 FIRST_BACKOFF = 0.1
 MAX_BACKOFF = 2.0
 
-__all__ = ["CircuitOpenError", "HttpClient", "HttpClientMetrics", "UpstreamError", "UpstreamTimeoutError"]
+__all__ = [
+    "CircuitOpenError",
+    "HttpClient",
+    "HttpClientMetrics",
+    "UpstreamError",
+    "UpstreamTimeoutError",
+    "upstreams_of",
+]
 
 
 class UpstreamError(Exception):
@@ -243,3 +252,9 @@ def http_clients(
         field.name: HttpClient(field.name, getattr(upstreams, field.name), metrics=metrics, tracing=tracing)
         for field in dataclasses.fields(upstreams)
     }
+
+
+def upstreams_of(app: Quart) -> Mapping[str, HttpClient]:
+    """The app's started clients, by upstream name: ``upstreams_of(current_app)["catalog"]``."""
+    upstreams: Mapping[str, HttpClient] = app.extensions[EXTENSION_KEY]
+    return upstreams

@@ -1,4 +1,4 @@
-"""``/items``: the example resource. Create one, get one by id, list them a page at a time.
+"""``/items``: the example resource. Create, read, replace and delete items; list them by page.
 
 The request and response models below are the API's contract: quart-schema
 validates requests against them (invalid ones get a 422 problem) and documents
@@ -14,11 +14,11 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from quart import Blueprint, current_app, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
-from werkzeug.exceptions import NotFound
+from werkzeug.exceptions import Conflict, NotFound
 
 from ..chassis.openapi import documents_problems
 from ..services import services_of
-from ..services.items import Item, NewItem
+from ..services.items import Item, ItemNameTakenError, NewItem
 
 blueprint = Blueprint("items", __name__, url_prefix="/items")
 
@@ -84,10 +84,13 @@ class ItemPage(BaseModel):
 @blueprint.post("")
 @validate_request(ItemIn)
 @validate_response(ItemOut, 201)
-@documents_problems(415, 422)
+@documents_problems(409, 415, 422)
 async def create_item(data: ItemIn) -> tuple[ItemOut, int, dict[str, str]]:
-    """Create an item."""
-    item = await services_of(current_app).items.add(NewItem(**data.model_dump()))
+    """Create an item (names are unique)."""
+    try:
+        item = await services_of(current_app).items.add(NewItem(**data.model_dump()))
+    except ItemNameTakenError as error:
+        raise Conflict(f"An item named {error.name!r} already exists.") from None
     return ItemOut.of(item), 201, {"Location": url_for("items.get_item", item_id=item.id)}
 
 
@@ -100,6 +103,30 @@ async def get_item(item_id: int) -> ItemOut:
     if item is None:
         raise NotFound(f"There is no item {item_id}.")
     return ItemOut.of(item)
+
+
+@blueprint.put("/<int:item_id>")
+@validate_request(ItemIn)
+@validate_response(ItemOut)
+@documents_problems(404, 409, 415, 422)
+async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
+    """Replace an item's name, description and price."""
+    try:
+        item = await services_of(current_app).items.replace(item_id, NewItem(**data.model_dump()))
+    except ItemNameTakenError as error:
+        raise Conflict(f"An item named {error.name!r} already exists.") from None
+    if item is None:
+        raise NotFound(f"There is no item {item_id}.")
+    return ItemOut.of(item)
+
+
+@blueprint.delete("/<int:item_id>")
+@documents_problems(404)
+async def delete_item(item_id: int) -> tuple[str, int]:
+    """Delete an item."""
+    if not await services_of(current_app).items.remove(item_id):
+        raise NotFound(f"There is no item {item_id}.")
+    return "", 204
 
 
 @blueprint.get("")

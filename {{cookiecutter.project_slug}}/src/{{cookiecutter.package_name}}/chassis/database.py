@@ -1,0 +1,141 @@
+"""PostgreSQL: a connection pool (SQLAlchemy 2, asyncio, asyncpg) as a resource.
+
+- ``start()`` opens the pool and connects, retrying with backoff while the database
+  is not there yet (it may come up seconds after the service), until
+  ``resources.start_timeout`` gives up; each failed attempt is logged.
+- ``stop()`` closes the pool.
+- Readiness runs ``SELECT 1`` (``database.ping``), bounded by the check's timeout,
+  so the service leaves the load balancer while PostgreSQL is unreachable and
+  comes back, without a restart, when it is reachable again.
+- ``session()`` gives a session in a transaction, committed when the block ends;
+  a database that cannot be reached becomes ``DatabaseUnavailableError`` (503).
+
+Every connection gets ``statement_timeout`` and, when ``database.schema`` is set,
+``search_path``, so migrations and queries find the service's tables there.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import sqlalchemy
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
+
+from ..settings import DatabaseSettings
+from .lifecycle import Resource, ResourceCheck
+from .logging import get_logger
+
+DRIVER = "postgresql+asyncpg"
+# SQLSTATE classes that mean "not reachable now", not "this statement is wrong":
+# 08 connection exception, 53 insufficient resources, 57 operator intervention
+# (statement timeout, server shutting down or starting up).
+UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+FIRST_BACKOFF = 0.2
+MAX_BACKOFF = 5.0
+
+log = get_logger(__name__)
+
+
+class DatabaseUnavailableError(Exception):
+    """The database could not be reached, or did not answer in time."""
+
+
+def is_unavailable(error: BaseException) -> bool:
+    """Whether ``error`` says the database is out of reach (rather than a bug or bad data)."""
+    if isinstance(error, OSError | TimeoutError | PoolTimeoutError):
+        return True
+    if isinstance(error, DBAPIError):
+        sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+        return error.connection_invalidated or sqlstate[:2] in UNAVAILABLE_SQLSTATE_CLASSES
+    return False
+
+
+def database_url(settings: DatabaseSettings) -> URL:
+    """The URL with the asyncpg driver, whichever ``postgresql`` spelling the setting used."""
+    return make_url(settings.url).set(drivername=DRIVER)
+
+
+def create_engine(settings: DatabaseSettings, *, statement_timeout: float | None = None) -> AsyncEngine:
+    """An engine (pool) for ``settings``; ``statement_timeout`` overrides the setting (0: none)."""
+    timeout = settings.statement_timeout if statement_timeout is None else statement_timeout
+    server_settings = {"statement_timeout": str(round(timeout * 1000))}
+    if settings.schema:
+        server_settings["search_path"] = settings.schema
+    return create_async_engine(
+        database_url(settings),
+        pool_size=settings.pool_size,
+        max_overflow=settings.max_overflow,
+        pool_timeout=settings.pool_timeout,
+        # A connection that died while idle (a failover, a restart) is replaced, not used.
+        pool_pre_ping=True,
+        connect_args={"timeout": settings.connect_timeout, "server_settings": server_settings},
+    )
+
+
+class Database(Resource):
+    def __init__(self, settings: DatabaseSettings) -> None:
+        self._settings = settings
+        self._engine: AsyncEngine | None = None
+        self._sessions: async_sessionmaker[AsyncSession] | None = None
+
+    @property
+    def engine(self) -> AsyncEngine:
+        if self._engine is None:
+            raise RuntimeError("the database is not started")
+        return self._engine
+
+    async def start(self) -> None:
+        self._engine = create_engine(self._settings)
+        self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
+        retrying = AsyncRetrying(
+            wait=wait_random_exponential(multiplier=FIRST_BACKOFF, max=MAX_BACKOFF),
+            retry=retry_if_exception(is_unavailable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        # No attempt limit: resources.start_timeout bounds the whole start.
+        async for attempt in retrying:
+            with attempt:
+                await self.ping()
+        url = self._engine.url
+        log.info("database connected", host=url.host, port=url.port, database=url.database)
+
+    async def stop(self) -> None:
+        if self._engine is not None:
+            await self._engine.dispose()
+
+    def health_checks(self) -> list[ResourceCheck]:
+        return [ResourceCheck("ping", self.ping)]
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(sqlalchemy.text("SELECT 1"))
+
+    @asynccontextmanager
+    async def session(self) -> AsyncIterator[AsyncSession]:
+        """A session in a transaction: committed when the block ends, rolled back if it raises."""
+        if self._sessions is None:
+            raise RuntimeError("the database is not started")
+        try:
+            async with self._sessions.begin() as session:
+                yield session
+        except Exception as error:
+            if is_unavailable(error):
+                raise DatabaseUnavailableError(f"{type(error).__name__}: {error}") from error
+            raise
+
+
+def _log_retry(state: RetryCallState) -> None:
+    error = state.outcome.exception() if state.outcome is not None else None
+    wait = state.next_action.sleep if state.next_action is not None else 0.0
+    log.warning(
+        "database not reachable yet; retrying",
+        error=f"{type(error).__name__}: {error}",
+        attempt=state.attempt_number,
+        retry_in=round(wait, 2),
+    )
