@@ -26,9 +26,14 @@ WARNING = 2  # lint message severities: 1 info, 2 warning, 3 error
 CUSTOM_KINDS = {"ServiceMonitor"}
 
 
-@pytest.fixture(scope="module")
-def chart(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    result = render(tmp_path_factory.mktemp("chart"))
+BACKING_SERVICES = {"database": "postgresql", "cache": "redis"}
+
+
+@pytest.fixture(scope="module", params=["plain", "backed"])
+def chart(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    """The chart of a project without backing services, and of one with PostgreSQL and Redis."""
+    answers = BACKING_SERVICES if request.param == "backed" else {}
+    result = render(tmp_path_factory.mktemp("chart"), answers)
     assert result.returncode == 0, result.stderr
     return result.project() / "charts" / DEFAULT_SLUG
 
@@ -142,6 +147,35 @@ def test_variants_add_what_they_say(chart: Path) -> None:
     assert container["env"][0]["name"] == "EXTRA_TOKEN"
     configmap = of_kind(found["existingsecret"], "ConfigMap")[0]["data"]["settings.yml"]
     assert "my-service-secrets" not in configmap and "token" not in configmap, "no secret in the ConfigMap"
+    secret = of_kind(found["secretenv"], "Secret")[0]
+    assert secret["metadata"]["name"] == FULLNAME
+    assert list(secret["stringData"]) == ["MY_SERVICE_TRACING_OTLP_ENDPOINT"]
+    deployment = of_kind(found["secretenv"], "Deployment")[0]["spec"]["template"]
+    assert deployment["spec"]["containers"][0]["envFrom"] == [{"secretRef": {"name": FULLNAME}}]
+    assert "checksum/secret" in deployment["metadata"]["annotations"], "a changed secret rolls the pods"
+
+
+def test_the_database_variant_migrates_before_install_and_upgrade(chart: Path) -> None:
+    found = variants(chart)
+    if "database" not in found:
+        assert not (chart / "templates" / "migration-job.yaml").exists()
+        return
+    documents = manifests(chart, found["database"])
+    job = of_kind(documents, "Job")[0]
+    hook_secret = next(doc for doc in of_kind(documents, "Secret") if doc["metadata"]["name"] != FULLNAME)
+    for hook in (job, hook_secret):
+        assert hook["metadata"]["annotations"]["helm.sh/hook"] == "pre-install,pre-upgrade"
+    assert int(hook_secret["metadata"]["annotations"]["helm.sh/hook-weight"]) < int(
+        job["metadata"]["annotations"]["helm.sh/hook-weight"]
+    ), "the Job's copy of the secret exists before the Job"
+    pod = job["spec"]["template"]["spec"]
+    container = pod["containers"][0]
+    assert container["args"] == ["migrate", "--database-pool-size", "10", "--database-schema", "app"]
+    assert container["envFrom"] == [{"secretRef": {"name": hook_secret["metadata"]["name"]}}]
+    assert "MY_SERVICE_DATABASE_URL" in hook_secret["stringData"]
+    assert pod["restartPolicy"] == "Never"
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    assert of_kind(manifests(chart), "Job") == [], "migrations are off by default"
 
 
 @pytest.mark.parametrize(
@@ -152,6 +186,7 @@ def test_variants_add_what_they_say(chart: Path) -> None:
         ({"service": {"port": 70000}}, "port"),
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"settings": {"shutdown": {"delay": "soon"}}}, "delay"),
+        ({"secretEnv": {"NOT A NAME": "x"}}, "NOT A NAME"),
     ],
 )
 def test_bad_values_are_refused(chart: Path, values: dict[str, Any], complaint: str) -> None:

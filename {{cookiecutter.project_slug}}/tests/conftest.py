@@ -169,7 +169,7 @@ def test_cache_url() -> str:
 
 
 @pytest.fixture
-def cache_namespace() -> str:
+def cache_key_prefix() -> str:
     """A key prefix of the test's own, so tests sharing a Redis never see each other's keys."""
     return f"test-{uuid.uuid4().hex[:16]}"
 

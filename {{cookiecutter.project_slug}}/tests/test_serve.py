@@ -66,11 +66,22 @@ def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pope
 
 
 @pytest.fixture(params=["hypercorn", "uvicorn"])
+{%- if cookiecutter.database == "postgresql" %}
+def service(
+    request: pytest.FixtureRequest, database_env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The service as a real process on a free port, on each server engine, with its own schema."""
+    port = free_port()
+    env = {
+        **os.environ,
+        **database_env,
+{%- else %}
 def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
     """The service as a real process on a free port, on each server engine."""
     port = free_port()
     env = {
         **os.environ,
+{%- endif %}
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SERVER_PORT": str(port),
         f"{PREFIX}_SERVER_ENGINE": request.param,

@@ -282,6 +282,11 @@ class CacheSettings:
         maximum=60,
     )
     max_connections: int = setting(default=50, help="Most open connections.", minimum=1, maximum=10_000)
+    key_prefix: str = setting(
+        default="{{ cookiecutter.project_slug }}",
+        help="Start of every key, so services (or environments) sharing a Redis never collide.",
+        pattern=(r"[A-Za-z0-9._:-]{1,100}", "letters, digits and . _ : - (at most 100)"),
+    )
 
 
 {% endif -%}

@@ -52,3 +52,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- $stop := dig "resources" "stop_timeout" 10 .Values.settings }}
 {{- add (ceil $delay) (ceil $grace) (ceil $stop) 5 }}
 {{- end }}
+
+{{/* envFrom of the service's container: existingSecret, then the Secret rendered from secretEnv (named secretName). */}}
+{{- define "service.envFrom" -}}
+{{- $values := .context.Values }}
+{{- if or $values.existingSecret $values.secretEnv }}
+envFrom:
+  {{- if $values.existingSecret }}
+  - secretRef:
+      name: {{ $values.existingSecret }}
+  {{- end }}
+  {{- if $values.secretEnv }}
+  - secretRef:
+      name: {{ .secretName }}
+  {{- end }}
+{{- end }}
+{{- end }}

@@ -58,7 +58,8 @@ class Cache(Resource):
             socket_timeout=settings.timeout,
             socket_connect_timeout=settings.timeout,
         )
-        self._redis = Redis(connection_pool=pool)
+        # from_pool: the client owns the pool, so closing the client closes its connections.
+        self._redis = Redis.from_pool(pool)
         # Not reachable is not a reason to refuse to start: the service works without its cache.
         if not await self.ping():
             log.warning("cache not reachable at start; serving without it until it is")

@@ -15,7 +15,6 @@ from prometheus_client import CollectorRegistry
 from quart import Quart
 
 {% if cookiecutter.cache == "redis" -%}
-from .. import DISTRIBUTION_NAME
 from ..chassis.cache import Cache, CacheMetrics
 {% endif -%}
 {% if cookiecutter.database == "postgresql" -%}
@@ -58,7 +57,7 @@ def build_services(settings: Settings, *, registry: CollectorRegistry) -> Servic
 {%- endif %}
 {%- if cookiecutter.cache == "redis" %}
     cache = Cache(settings.cache, metrics=CacheMetrics(registry))
-    items = CachedItemRepository(items, cache, ttl=settings.cache.ttl, namespace=DISTRIBUTION_NAME)
+    items = CachedItemRepository(items, cache, ttl=settings.cache.ttl, key_prefix=settings.cache.key_prefix)
 {%- endif %}
 {%- if cookiecutter.database == "postgresql" and cookiecutter.cache == "redis" %}
     return Services(items=items, backing={"database": database, "cache": cache})

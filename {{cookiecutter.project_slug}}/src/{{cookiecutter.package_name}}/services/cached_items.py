@@ -18,12 +18,12 @@ from .items import Item, ItemRepository, NewItem
 
 
 class CachedItemRepository(ItemRepository):
-    def __init__(self, behind: ItemRepository, cache: Cache, *, ttl: int, namespace: str) -> None:
-        """``namespace`` starts every key, so services (and tests) sharing a Redis never collide."""
+    def __init__(self, behind: ItemRepository, cache: Cache, *, ttl: int, key_prefix: str) -> None:
+        """``key_prefix`` starts every key, so services (and tests) sharing a Redis never collide."""
         self._behind = behind
         self._cache = cache
         self._ttl = ttl
-        self._namespace = namespace
+        self._key_prefix = key_prefix
 
     async def add(self, new: NewItem) -> Item:
         return await self._behind.add(new)
@@ -54,7 +54,7 @@ class CachedItemRepository(ItemRepository):
         return removed
 
     def _key(self, item_id: int) -> str:
-        return f"{self._namespace}:item:{item_id}"
+        return f"{self._key_prefix}:item:{item_id}"
 
 
 def _encode(item: Item) -> bytes:

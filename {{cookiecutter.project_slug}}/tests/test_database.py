@@ -1,0 +1,122 @@
+"""The PostgreSQL resource: connects with retries, pings for readiness, maps outages to 503."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.chassis.database import Database, DatabaseUnavailableError
+from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.cli import main
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings
+
+from .tcp_proxy import TcpProxy
+from .test_postgres_items import postgres_services
+
+PASSWORD = "s3cret-Pa55"
+
+
+def through(proxy: TcpProxy, settings: DatabaseSettings) -> DatabaseSettings:
+    """``settings`` with the database reached through ``proxy``."""
+    url = make_url(settings.url).set(host="127.0.0.1", port=proxy.port)
+    return dataclasses.replace(settings, url=url.render_as_string(hide_password=False))
+
+
+def proxy_to(settings: DatabaseSettings) -> TcpProxy:
+    url = make_url(settings.url)
+    return TcpProxy(url.host or "localhost", url.port or 5432)
+
+
+async def test_every_connection_gets_the_schema_and_statement_timeout(database: Database) -> None:
+    async with database.session() as session:
+        search_path = await session.scalar(text("SHOW search_path"))
+        timeout = await session.scalar(text("SHOW statement_timeout"))
+    assert search_path is not None
+    assert search_path.startswith("test_")
+    assert timeout == "10s"
+    assert [check.name for check in database.health_checks()] == ["ping"]
+
+
+async def test_a_statement_past_its_timeout_means_unavailable(
+    migrated_database_settings: DatabaseSettings,
+) -> None:
+    database = Database(dataclasses.replace(migrated_database_settings, statement_timeout=0.05))
+    await database.start()
+    try:
+        with pytest.raises(DatabaseUnavailableError, match="statement timeout"):
+            async with database.session() as session:
+                await session.execute(text("SELECT pg_sleep(2)"))
+    finally:
+        await database.stop()
+
+
+async def test_start_waits_for_a_database_that_comes_up_later(
+    migrated_database_settings: DatabaseSettings,
+) -> None:
+    proxy = proxy_to(migrated_database_settings)
+    database = Database(through(proxy, migrated_database_settings))
+    starting = asyncio.create_task(database.start())
+    await asyncio.sleep(1.0)
+    assert not starting.done(), "start gave up while the database was down"
+    await proxy.open()
+    try:
+        await asyncio.wait_for(starting, timeout=15)
+        await database.ping()
+    finally:
+        await database.stop()
+        await proxy.close()
+
+
+async def test_an_outage_is_503_and_not_ready_until_the_database_is_back(
+    migrated_database_settings: DatabaseSettings,
+) -> None:
+    proxy = proxy_to(migrated_database_settings)
+    await proxy.open()
+    settings = through(proxy, migrated_database_settings)
+    app = create_app(Settings(database=settings), services=postgres_services(settings))
+    client = app.test_client()
+    try:
+        async with app.test_app():
+            await lifecycle_of(app).wait_until_started()
+            assert (await client.post("/items", json={"name": "lamp", "price_cents": 1})).status_code == 201
+            assert (await client.get("/health/ready")).status_code == 200
+
+            await proxy.close()
+            response = await client.get("/items/1")
+            assert response.status_code == 503
+            assert response.content_type == "application/problem+json"
+            assert response.headers["Retry-After"] == "1"
+            ready = await client.get("/health/ready")
+            body = await ready.get_json()
+            assert ready.status_code == 503
+            assert (body["status"], body["checks"]["database.ping"]["status"]) == ("DOWN", "DOWN")
+
+            await proxy.open()
+            assert (await client.get("/health/ready")).status_code == 200
+            assert (await client.get("/items/1")).status_code == 200
+    finally:
+        await proxy.close()
+
+
+def test_a_bad_database_url_is_refused_without_echoing_it() -> None:
+    url = f"mysql://app:{PASSWORD}@db.example.com/app"
+    result = CliRunner().invoke(main, ["config", "check"], env={f"{ENV_PREFIX}_DATABASE_URL": url})
+    assert result.exit_code == 2
+    assert "database.url" in result.output
+    assert "a PostgreSQL URL" in result.output
+    assert PASSWORD not in result.output
+    assert "Traceback" not in result.output
+
+
+def test_the_database_url_is_redacted_in_config_show() -> None:
+    url = f"postgresql://app:{PASSWORD}@db.example.com:5432/app"
+    result = CliRunner().invoke(main, ["config", "show"], env={f"{ENV_PREFIX}_DATABASE_URL": url})
+    assert result.exit_code == 0, result.output
+    assert "url: '***'  # env" in result.output
+    assert PASSWORD not in result.output
