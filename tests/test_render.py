@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import json
+import re
 import subprocess
 import sys
 import tomllib
@@ -43,6 +44,8 @@ EXPECTED_FILES = [
 # Each edge or combination is linted and type-checked as generated.
 LINTED_RENDERS = {
     "defaults": {},
+    "postgresql": {"database": "postgresql"},
+    "redis": {"cache": "redis"},
     "edges": {
         # The longest names the hook accepts (50 characters) must still lint clean.
         "project_name": "Billing Reconciliation And Settlement Gateway",
@@ -50,6 +53,8 @@ LINTED_RENDERS = {
         "package_name": "billing_reconciliation_and_settlement_gateway_serv",
         "http_port": 65535,
         "python_version": "3.13",
+        "database": "postgresql",
+        "cache": "redis",
         "version": "1.0.0rc1",
     },
     "lowest-port": {"project_name": "A", "project_slug": "a", "package_name": "a", "http_port": 1},
@@ -112,6 +117,17 @@ def test_defaults_render_every_expected_file(tmp_path: Path) -> None:
     assert settings["server"]["port"] == 8000
     assert "PYCHASSIS_SKIP_LOCK" in result.stdout
     assert not (project / "requirements.lock").exists()
+
+
+def test_without_backing_services_nothing_of_them_remains(tmp_path: Path) -> None:
+    result = render(tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    for path in files_of(project):
+        text = path.read_text(encoding="utf-8")
+        found = re.findall(r"postgres|sqlalchemy|alembic|asyncpg|migrat|redis", text, re.IGNORECASE)
+        assert not found, f"{path.relative_to(project)} mentions {found}"
+    assert not (project / "src" / DEFAULT_PACKAGE / "migrations").exists()
 
 
 @pytest.mark.parametrize("name", sorted(LINTED_RENDERS))
@@ -179,6 +195,8 @@ REFUSALS = [
     ({"python_version": "2.7"}, "python_version = '2.7': must be a Python version such as '3.11'"),
     ({"python_version": "3.11.4"}, "python_version = '3.11.4': must be a Python version"),
     ({"description": "   "}, "description = '   ': must not be empty"),
+    ({"database": "mysql"}, "database = 'mysql': must be one of none, postgresql"),
+    ({"cache": "Redis"}, "cache = 'Redis': must be one of none, redis"),
 ]
 
 

@@ -1,4 +1,4 @@
-"""The app as most tests want it: items kept in memory, so no database or cache is needed."""
+"""The app as most tests want it: items kept in memory, wherever the service itself keeps them."""
 
 from __future__ import annotations
 

@@ -15,7 +15,11 @@ from {{ cookiecutter.package_name }}.chassis.cache import Cache, CacheMetrics
 from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.cached_items import CachedItemRepository
-from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepository, Item, NewItem
+from {{ cookiecutter.package_name }}.services.items import (
+    InMemoryItemRepository,
+    Item,
+    NewItem,
+)
 from {{ cookiecutter.package_name }}.settings import CacheSettings, Settings
 
 from .test_cache import unreachable_cache_url

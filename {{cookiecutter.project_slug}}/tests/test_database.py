@@ -11,7 +11,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.app import create_app
-from {{ cookiecutter.package_name }}.chassis.database import Database, DatabaseUnavailableError
+from {{ cookiecutter.package_name }}.chassis.database import (
+    Database,
+    DatabaseUnavailableError,
+)
 from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings

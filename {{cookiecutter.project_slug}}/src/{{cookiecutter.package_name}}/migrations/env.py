@@ -1,7 +1,7 @@
 """How Alembic runs the migrations: on the service's own engine, so ``database.*`` applies.
 
-The database comes from ``python -m {{ cookiecutter.package_name }} migrate`` (its settings)
-or, when the ``alembic`` command runs this, from the settings file and environment.
+The database comes from the settings of the ``migrate`` command or, when the
+``alembic`` command runs this, from the settings file and the environment.
 """
 
 from __future__ import annotations

@@ -1,0 +1,243 @@
+"""Slow tier: projects with PostgreSQL and/or Redis, against the real servers on this machine.
+
+Each variant is generated with verification, then its own tests run again with the test
+servers named, and none may be skipped. The variant with both is then run as a process:
+items outlive a restart, and readiness follows the database going away and coming back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+import socket
+import subprocess
+import threading
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from helpers import DEFAULT_PACKAGE, clean_env, free_port, get_json, render, wait_for_status
+
+pytestmark = pytest.mark.slow
+
+PREFIX = DEFAULT_PACKAGE.upper()
+POSTGRES_HOST, POSTGRES_PORT = "127.0.0.1", 5432
+REDIS_URL = "redis://127.0.0.1:6379/0"
+VARIANTS = {
+    "postgresql": {"database": "postgresql"},
+    "redis": {"cache": "redis"},
+    "both": {"database": "postgresql", "cache": "redis"},
+}
+
+
+def psql(sql: str, database: str = "postgres") -> None:
+    subprocess.run(
+        ["psql", "-h", POSTGRES_HOST, "-p", str(POSTGRES_PORT), "-U", "postgres", "-d", database,
+         "-v", "ON_ERROR_STOP=1", "-q", "-c", sql],
+        check=True, capture_output=True, text=True, timeout=60,
+    )
+
+
+@pytest.fixture(scope="module")
+def test_database() -> Iterator[str]:
+    """A throwaway database on the machine's PostgreSQL; dropped at the end."""
+    name = f"pychassis_{uuid.uuid4().hex[:12]}"
+    psql(f"CREATE DATABASE {name}")
+    yield f"postgresql://postgres@{POSTGRES_HOST}:{POSTGRES_PORT}/{name}"
+    psql(f"DROP DATABASE {name} WITH (FORCE)")
+
+
+@pytest.fixture(scope="module", params=list(VARIANTS))
+def variant(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> tuple[str, Path]:
+    result = render(tmp_path_factory.mktemp(request.param), VARIANTS[request.param], skip_lock=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"\n[figures] {request.param}: generation with verification took {result.seconds:.1f} s")
+    return request.param, result.project()
+
+
+def python_of(project: Path) -> str:
+    return str(project / ".venv" / "bin" / "python")
+
+
+def test_the_generated_tests_pass_against_real_servers_with_none_skipped(
+    variant: tuple[str, Path], test_database: str
+) -> None:
+    name, project = variant
+    env = clean_env(**{f"{PREFIX}_TEST_DATABASE_URL": test_database, f"{PREFIX}_TEST_CACHE_URL": REDIS_URL})
+    result = subprocess.run(
+        [python_of(project), "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rs"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=900, check=False,
+    )
+    summary = result.stdout.strip().splitlines()[-1]
+    assert result.returncode == 0, result.stdout[-4000:]
+    assert "skipped" not in summary, result.stdout[-4000:]
+    print(f"\n[figures] {name}: generated tests against real servers: {summary}")
+
+
+def test_without_servers_make_test_says_how_many_were_skipped_and_why(variant: tuple[str, Path]) -> None:
+    name, project = variant
+    result = subprocess.run(
+        ["make", "test", "ARGS=-q -p no:cacheprovider"],
+        cwd=project, env=clean_env(), capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    if name in ("postgresql", "both"):
+        assert re.search(r"\d+ tests skipped: needs PostgreSQL: .*TEST_DATABASE_URL=", result.stdout), result.stdout
+    if name in ("redis", "both"):
+        assert re.search(r"\d+ tests skipped: needs Redis: .*TEST_CACHE_URL=", result.stdout), result.stdout
+
+
+def test_the_unchosen_service_leaves_no_trace(variant: tuple[str, Path]) -> None:
+    name, project = variant
+    unchosen = {"postgresql": r"redis", "redis": r"postgres|sqlalchemy|alembic|asyncpg|migrat", "both": None}[name]
+    if unchosen is None:
+        return
+    for path in project.rglob("*"):
+        if path.is_file() and ".venv" not in path.parts and path.suffix != ".lock":
+            text = path.read_text(encoding="utf-8", errors="replace")
+            assert not re.search(unchosen, text, re.IGNORECASE), f"{path.relative_to(project)} mentions {unchosen}"
+
+
+class TcpProxy:
+    """Forwards a local port to PostgreSQL; ``close()`` makes it unreachable, ``open()`` brings it back."""
+
+    def __init__(self) -> None:
+        self.port = free_port()
+        self._listener: socket.socket | None = None
+        self._connections: list[socket.socket] = []
+
+    def open(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen()
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def close(self) -> None:
+        if self._listener is not None:
+            self._listener.close()
+            self._listener = None
+        for connection in self._connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
+            connection.close()
+        self._connections.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection((POSTGRES_HOST, POSTGRES_PORT))
+            self._connections += [client, server]
+            for source, target in ((client, server), (server, client)):
+                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
+
+
+def _pump(source: socket.socket, target: socket.socket) -> None:
+    with contextlib.suppress(OSError):
+        while data := source.recv(65536):
+            target.sendall(data)
+    with contextlib.suppress(OSError):
+        target.shutdown(socket.SHUT_WR)
+
+
+@contextlib.contextmanager
+def serving(project: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    port = free_port()
+    environment = clean_env(
+        **{f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port), f"{PREFIX}_SHUTDOWN_DELAY": "0.1"},
+        **env,
+    )
+    process = subprocess.Popen(
+        [python_of(project), "-m", DEFAULT_PACKAGE], cwd=project, env=environment,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    try:
+        yield process, f"http://127.0.0.1:{port}"
+    finally:
+        if process.poll() is None:
+            process.terminate()
+        process.communicate(timeout=60)
+
+
+def post_json(url: str, body: str) -> int:
+    import urllib.error
+    import urllib.request
+
+    request = urllib.request.Request(url, data=body.encode(), headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:  # noqa: S310 - local service
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_the_service_keeps_items_across_restarts_and_follows_the_database(
+    variant: tuple[str, Path], test_database: str
+) -> None:
+    name, project = variant
+    if name != "both":
+        pytest.skip("run once, on the project with both services")
+    schema = f"service_{uuid.uuid4().hex[:12]}"
+    database = test_database.rsplit("/", 1)[1]
+    psql(f"CREATE SCHEMA {schema}", database)
+    proxy = TcpProxy()
+    proxy.open()
+    env = {
+        f"{PREFIX}_DATABASE_URL": test_database.replace(f":{POSTGRES_PORT}/", f":{proxy.port}/"),
+        f"{PREFIX}_DATABASE_SCHEMA": schema,
+        f"{PREFIX}_CACHE_URL": REDIS_URL,
+        f"{PREFIX}_CACHE_KEY_PREFIX": schema,
+    }
+    try:
+        migrate = subprocess.run(
+            [python_of(project), "-m", DEFAULT_PACKAGE, "migrate"], cwd=project, env=clean_env(**env),
+            capture_output=True, text=True, timeout=120, check=False,
+        )
+        assert migrate.returncode == 0, migrate.stdout + migrate.stderr
+
+        with serving(project, env) as (process, base):
+            wait_for_status(process, f"{base}/health/ready")
+            assert post_json(f"{base}/items", '{"name": "lamp", "price_cents": 1999}') == 201
+            assert post_json(f"{base}/items", '{"name": "lamp", "price_cents": 1}') == 409
+
+        with serving(project, env) as (process, base):
+            wait_for_status(process, f"{base}/health/ready")
+            status, item = get_json(f"{base}/items/1")
+            assert (status, item["name"]) == (200, "lamp"), "the item outlived the restart"
+
+            proxy.close()
+            seconds_down = wait_for_status(process, f"{base}/health/ready", 503, timeout=10)
+            status, body = get_json(f"{base}/health/ready")
+            assert body["checks"]["database.ping"]["status"] == "DOWN"
+            assert get_json(f"{base}/items")[0] == 503
+
+            proxy.open()
+            seconds_up = wait_for_status(process, f"{base}/health/ready", 200, timeout=10)
+            assert get_json(f"{base}/items")[0] == 200
+            print(f"\n[figures] readiness: 503 {seconds_down:.2f} s after PostgreSQL went away, "
+                  f"200 {seconds_up:.2f} s after it came back (no restart)")
+    finally:
+        proxy.close()
+        psql(f"DROP SCHEMA {schema} CASCADE", database)
+
+
+def test_a_bad_database_url_is_refused_without_echoing_the_password(variant: tuple[str, Path]) -> None:
+    name, project = variant
+    if name == "redis":
+        pytest.skip("no database in this variant")
+    env = clean_env(**{f"{PREFIX}_DATABASE_URL": "mysql://app:hunter2-secret@db.example.com/app"})
+    result = subprocess.run(
+        [python_of(project), "-m", DEFAULT_PACKAGE, "config", "check"],
+        cwd=project, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "database.url" in lines[0]
+    assert "hunter2" not in result.stdout + result.stderr
