@@ -118,6 +118,9 @@ class TcpProxy:
 
     def close(self) -> None:
         if self._listener is not None:
+            # shutdown first: close() alone leaves a socket that another thread is accepting on listening.
+            with contextlib.suppress(OSError):
+                self._listener.shutdown(socket.SHUT_RDWR)
             self._listener.close()
             self._listener = None
         for connection in self._connections:
