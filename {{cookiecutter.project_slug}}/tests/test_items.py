@@ -41,6 +41,31 @@ async def test_items_are_listed_a_page_at_a_time(client: QuartClient) -> None:
     assert (await (await client.get("/items")).get_json())["limit"] == 20
 
 
+async def test_an_item_is_replaced_and_deleted(client: QuartClient) -> None:
+    created = await create(client, LAMP)
+    path = f"/items/{created['id']}"
+    replaced = await client.put(path, json={**LAMP, "price_cents": 2999})
+    assert replaced.status_code == 200
+    assert await replaced.get_json() == {**created, "price_cents": 2999}
+    deleted = await client.delete(path)
+    assert deleted.status_code == 204
+    assert await deleted.get_data() == b""
+    for response in (await client.get(path), await client.delete(path), await client.put(path, json=LAMP)):
+        assert response.status_code == 404
+
+
+async def test_item_names_are_unique(client: QuartClient) -> None:
+    await create(client, LAMP)
+    chair = await create(client, {"name": "chair", "price_cents": 1})
+    for response in (
+        await client.post("/items", json=LAMP),
+        await client.put(f"/items/{chair['id']}", json=LAMP),
+    ):
+        assert response.status_code == 409
+        assert response.content_type == "application/problem+json"
+        assert (await response.get_json())["detail"] == "An item named 'lamp' already exists."
+
+
 async def test_an_unknown_item_is_a_404_problem(client: QuartClient) -> None:
     response = await client.get("/items/999")
     assert response.status_code == 404

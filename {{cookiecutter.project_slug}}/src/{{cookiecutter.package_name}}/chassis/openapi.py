@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from quart import Blueprint, Quart
+from quart import Blueprint, Quart, Response
 from quart.typing import ResponseTypes
 from quart_schema import Info, OpenAPIProvider, QuartSchema, document_response
 from quart_schema.typing import Model
@@ -41,6 +41,22 @@ class Problem(BaseModel):
     errors: list[dict[str, Any]] | None = None
 
 
+class NoContent(BaseModel):
+    """Stands for an empty response in the document: see ``no_content``."""
+
+
+def no_content(handler: Handler) -> Handler:
+    """Document that a handler answers 204 with no body; it returns ``empty_response()``."""
+    return document_response(NoContent, 204)(handler)
+
+
+def empty_response() -> Response:
+    """204 No Content, with no body and so no Content-Type."""
+    response = Response(status=204)
+    del response.headers["Content-Type"]
+    return response
+
+
 def documents_problems(*statuses: int) -> Callable[[Handler], Handler]:
     """Document that a handler answers ``statuses`` with problems (beyond the default)."""
 
@@ -64,6 +80,8 @@ class _ApiProvider(OpenAPIProvider):
     def build_response_object(
         self, model: type[Model], headers_model: type[Model] | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
+        if model is NoContent:
+            return {"description": "No Content"}, {}
         response, definitions = super().build_response_object(model, headers_model)
         if model is Problem:
             response["content"] = {PROBLEM_CONTENT_TYPE: response["content"]["application/json"]}

@@ -12,11 +12,11 @@ import datetime
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from quart import Blueprint, current_app, url_for
+from quart import Blueprint, Response, current_app, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import Conflict, NotFound
 
-from ..chassis.openapi import documents_problems
+from ..chassis.openapi import documents_problems, empty_response, no_content
 from ..services import services_of
 from ..services.items import Item, ItemNameTakenError, NewItem
 
@@ -121,12 +121,13 @@ async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
 
 
 @blueprint.delete("/<int:item_id>")
+@no_content
 @documents_problems(404)
-async def delete_item(item_id: int) -> tuple[str, int]:
+async def delete_item(item_id: int) -> Response:
     """Delete an item."""
     if not await services_of(current_app).items.remove(item_id):
         raise NotFound(f"There is no item {item_id}.")
-    return "", 204
+    return empty_response()
 
 
 @blueprint.get("")
