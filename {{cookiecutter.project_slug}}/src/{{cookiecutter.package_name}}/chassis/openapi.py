@@ -42,12 +42,12 @@ class Problem(BaseModel):
 
 
 class NoContent(BaseModel):
-    """Stands for an empty response in the document: see ``no_content``."""
+    """Stands for an empty response in the document: see ``documents_no_content``."""
 
 
-def no_content(handler: Handler) -> Handler:
+def documents_no_content() -> Callable[[Handler], Handler]:
     """Document that a handler answers 204 with no body; it returns ``empty_response()``."""
-    return document_response(NoContent, 204)(handler)
+    return document_response(NoContent, 204)
 
 
 def empty_response() -> Response:

@@ -16,7 +16,7 @@ from quart import Blueprint, Response, current_app, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import Conflict, NotFound
 
-from ..chassis.openapi import documents_problems, empty_response, no_content
+from ..chassis.openapi import documents_no_content, documents_problems, empty_response
 from ..services import services_of
 from ..services.items import Item, ItemNameTakenError, NewItem
 
@@ -121,7 +121,7 @@ async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
 
 
 @blueprint.delete("/<int:item_id>")
-@no_content
+@documents_no_content()
 @documents_problems(404)
 async def delete_item(item_id: int) -> Response:
     """Delete an item."""
