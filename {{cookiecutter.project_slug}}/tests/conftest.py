@@ -104,10 +104,7 @@ NEEDS_SERVER[TEST_DATABASE_URL] = (
 
 @pytest.fixture(scope="session")
 def test_database_url() -> str:
-    url = os.environ.get(TEST_DATABASE_URL)
-    if not url:
-        pytest.skip(NEEDS_SERVER[TEST_DATABASE_URL])
-    return url
+    return server_url(TEST_DATABASE_URL)
 
 
 @pytest.fixture
@@ -162,10 +159,7 @@ NEEDS_SERVER[TEST_CACHE_URL] = (
 
 @pytest.fixture(scope="session")
 def test_cache_url() -> str:
-    url = os.environ.get(TEST_CACHE_URL)
-    if not url:
-        pytest.skip(NEEDS_SERVER[TEST_CACHE_URL])
-    return url
+    return server_url(TEST_CACHE_URL)
 
 
 @pytest.fixture
@@ -182,6 +176,14 @@ async def cache(test_cache_url: str) -> AsyncIterator[Cache]:
     await cache.stop()
 {%- endif %}
 {%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" %}
+
+
+def server_url(variable: str) -> str:
+    """The test server's URL from ``variable``; without it, skip saying how to run the test."""
+    url = os.environ.get(variable)
+    if not url:
+        pytest.skip(NEEDS_SERVER[variable])
+    return url
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:

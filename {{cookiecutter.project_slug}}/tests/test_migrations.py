@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
@@ -14,6 +19,9 @@ from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.migrations import downgrade, upgrade
 from {{ cookiecutter.package_name }}.models import Base
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+MIGRATIONS = Path("src") / "{{ cookiecutter.package_name }}" / "migrations"
 
 
 async def tables(settings: DatabaseSettings) -> list[str]:
@@ -80,3 +88,34 @@ def test_migrate_says_plainly_when_the_database_is_unreachable() -> None:
     assert result.exit_code == 1
     assert "error: cannot reach the database to migrate" in result.output
     assert "Traceback" not in result.output
+
+
+def test_make_migration_writes_a_clean_migration_from_the_models(
+    migrated_database_settings: DatabaseSettings, tmp_path: Path
+) -> None:
+    # What `make migration` runs, on a copy of the project's migrations so they stay untouched.
+    for name in ("alembic.ini", "pyproject.toml"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    skip_caches = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(PROJECT_ROOT / MIGRATIONS, tmp_path / MIGRATIONS, ignore=skip_caches)
+    env = {
+        **os.environ,
+        f"{ENV_PREFIX}_DATABASE_URL": migrated_database_settings.url,
+        f"{ENV_PREFIX}_DATABASE_SCHEMA": migrated_database_settings.schema or "",
+    }
+    result = run(["alembic", "revision", "--autogenerate", "--message", "nothing new"], tmp_path, env)
+    assert result.returncode == 0, result.stdout + result.stderr
+
+    [written] = (tmp_path / MIGRATIONS / "versions").glob("*_nothing_new.py")
+    text = written.read_text(encoding="utf-8")
+    assert 'down_revision: str | None = "0001"' in text
+    assert "op.create_table" not in text, "the models and the migrations already agree"
+    for check in (["check"], ["format", "--check"]):
+        lint = run(["ruff", *check, str(written)], tmp_path, env)
+        assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def run(module_and_args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``python -m <module> <args>`` with this interpreter."""
+    command = [sys.executable, "-m", *module_and_args]
+    return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
