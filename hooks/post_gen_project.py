@@ -1,13 +1,18 @@
-"""Pin and verify the freshly rendered project.
+"""Pin and verify the freshly rendered project, then say what to do next.
 
 1. Lock: resolve the project's dependencies with uv (universal resolution, so the
    locks install on Linux x86_64 and aarch64 and on every supported Python) and
-   write ``requirements.lock`` and ``requirements-dev.lock`` with hashes.
+   write ``requirements.lock`` and ``requirements-dev.lock`` with hashes, through
+   the project's own ``scripts/lock.py`` (what ``make lock`` runs).
 2. Verify: create ``.venv``, install from the dev lock with ``--require-hashes``,
    install the project itself and run its test suite.
 
 Before both, the files of a backing service that was not chosen (database, cache)
 are removed.
+
+``cruft update`` and ``cruft diff`` render the template twice into throw-away folders
+only to compare them. Those copies are pruned but neither locked nor verified: the
+project keeps its own locks and ``.venv``, and nothing of either reaches the diff.
 
 Switches (environment variables):
   PYCHASSIS_SKIP_VERIFY=1  lock, but do not install or run the tests (same as verify=false)
@@ -35,6 +40,9 @@ PACKAGE_NAME = json.loads({{ cookiecutter.package_name | tojson | tojson }})
 PROJECT_SLUG = json.loads({{ cookiecutter.project_slug | tojson | tojson }})
 DATABASE = json.loads({{ cookiecutter.database | tojson | tojson }})
 CACHE = json.loads({{ cookiecutter.cache | tojson | tojson }})
+HTTP_PORT = json.loads({{ cookiecutter.http_port | tojson | tojson }})
+# cruft adds the template commit it renders; plain cookiecutter does not.
+CRUFT_COMMIT = json.loads({{ cookiecutter._commit | default("") | tojson | tojson }})
 
 # The files each optional backing service brings; removed when it was not chosen,
 # so nothing of it remains (its settings and dependencies are left out when rendering).
@@ -68,10 +76,6 @@ INDEX_PROBE_TIMEOUT = 15  # seconds; the whole offline failure must stay under 6
 LOCK_TIMEOUT = 600
 INSTALL_TIMEOUT = 900
 TEST_TIMEOUT = 900
-LOCKS = {
-    "requirements.lock": [],
-    "requirements-dev.lock": ["--extra", "dev"],
-}
 
 
 class HookFailure(Exception):
@@ -151,17 +155,26 @@ def tool_env() -> dict:
     return env
 
 
-def run_step(what: str, command: list, *, timeout: int, log: Path | None = None, cwd: Path | None = None) -> None:
+def run_step(
+    what: str,
+    command: list,
+    *,
+    timeout: int,
+    log: Path | None = None,
+    cwd: Path | None = None,
+    extra_env: dict | None = None,
+) -> None:
     """Run one command; on failure raise with its output (or the log path)."""
+    env = {**tool_env(), **(extra_env or {})}
     try:
         if log is None:
-            result = subprocess.run(command, cwd=cwd, env=tool_env(), capture_output=True, text=True, timeout=timeout)
+            result = subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
             output = result.stdout + result.stderr
         else:
             with log.open("a", encoding="utf-8") as handle:
                 handle.write(f"\n$ {' '.join(command)}\n")
                 handle.flush()
-                result = subprocess.run(command, cwd=cwd, env=tool_env(), stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
+                result = subprocess.run(command, cwd=cwd, env=env, stdout=handle, stderr=subprocess.STDOUT, timeout=timeout)
             output = ""
     except subprocess.TimeoutExpired:
         raise HookFailure(f"{what} did not finish within {timeout} s") from None
@@ -178,18 +191,15 @@ def tail(log: Path, lines: int = 15) -> str:
 
 
 def lock(uv: str, project: Path) -> None:
-    for lock_file, extras in LOCKS.items():
-        run_step(
-            f"locking {lock_file}",
-            [
-                uv, "pip", "compile", "pyproject.toml", *extras,
-                "--output-file", lock_file,
-                "--universal", "--python-version", PYTHON_VERSION,
-                "--generate-hashes", "--quiet", "--no-header",
-            ],
-            timeout=LOCK_TIMEOUT,
-            cwd=project,
-        )
+    """Write both locks with the project's own lock script, the same code as ``make lock``."""
+    env_path = f"{Path(uv).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    run_step(
+        "locking requirements.lock and requirements-dev.lock",
+        [sys.executable, "scripts/lock.py"],
+        timeout=LOCK_TIMEOUT,
+        cwd=project,
+        extra_env={"PATH": env_path},
+    )
     say("wrote requirements.lock and requirements-dev.lock (pinned, with hashes)")
 
 
@@ -230,11 +240,63 @@ def prune(project: Path) -> None:
                 target.unlink(missing_ok=True)
 
 
+def parent_command() -> list:
+    """The command line of the process that runs this hook (cookiecutter's, or cruft's)."""
+    try:
+        raw = Path(f"/proc/{os.getppid()}/cmdline").read_bytes()
+        return [part.decode(errors="replace") for part in raw.split(b"\0") if part]
+    except OSError:
+        pass
+    try:  # no /proc (macOS)
+        result = subprocess.run(
+            ["ps", "-o", "command=", "-p", str(os.getppid())], capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return []
+    return result.stdout.split()
+
+
+def rendered_for_comparison() -> bool:
+    """Whether cruft renders this copy only to diff it (``cruft update``/``cruft diff``)."""
+    if not CRUFT_COMMIT:
+        return False
+    command = parent_command()
+    runs_cruft = any(Path(part).name == "cruft" for part in command)
+    return runs_cruft and any(part in {"update", "diff"} for part in command)
+
+
+def next_steps(project: Path) -> list:
+    """The three commands that take a new project from here to a running service."""
+    steps = [f"cd {project}"]
+    backing = [name for name, chosen in (("postgres", DATABASE == "postgresql"), ("redis", CACHE == "redis")) if chosen]
+    if backing:
+        steps.append(f"docker compose up -d --wait {' '.join(backing)}   # the backing services")
+    if DATABASE == "postgresql":
+        steps.append(f"make migrate run   # create the tables, then serve on http://localhost:{HTTP_PORT}")
+    else:
+        steps.append(f"make run   # serve on http://localhost:{HTTP_PORT}")
+    if len(steps) < 3:
+        steps.append("make test   # the tests; `make help` lists every other task")
+    return steps
+
+
+def summary(project: Path, outcome: str) -> None:
+    say(f"created {project} ({outcome})")
+    say("next:")
+    for step in next_steps(project):
+        print(f"    {step}", flush=True)
+
+
 def main() -> int:
     project = Path.cwd()
     prune(project)
+    if rendered_for_comparison():
+        say("rendered for cruft to compare: not locked or verified (the project keeps its locks and .venv); "
+            "if the update changes dependencies in pyproject.toml, run `make lock`")
+        return 0
     if is_true(os.environ.get(SKIP_LOCK_ENV, "")):
         say(f"{SKIP_LOCK_ENV} is set: no lock files written and nothing verified; run `make lock` later")
+        summary(project, "not locked")
         return 0
     should_verify = is_true(VERIFY_ANSWER) and not is_true(os.environ.get(SKIP_VERIFY_ENV, ""))
     started = time.monotonic()
@@ -251,6 +313,7 @@ def main() -> int:
         lock(uv, project)
         if not should_verify:
             say("verification skipped (verify=false or PYCHASSIS_SKIP_VERIFY set)")
+            summary(project, f"locked in {time.monotonic() - started:.1f} s, not verified")
             return 0
         say("verifying: installing from the lock into .venv and running the tests ...")
         verify(uv, project, log)
@@ -265,8 +328,8 @@ def main() -> int:
         if log.stat().st_size:
             print(f"[pychassis] full log: {log}", file=sys.stderr)
         return 1
-    say(f"verified in {time.monotonic() - started:.1f} s: locked, installed and all tests passed")
     log.unlink(missing_ok=True)
+    summary(project, f"locked, installed and all tests passed: verified in {time.monotonic() - started:.1f} s")
     return 0
 
 

@@ -126,7 +126,7 @@ def test_failed_lock_says_what_failed_and_how_to_skip(tmp_path: Path) -> None:
     empty_index.mkdir()
     result = render(tmp_path / "out", skip_lock=False, env={"UV_DEFAULT_INDEX": empty_index.as_uri()})
     assert result.returncode != 0
-    assert "error: locking requirements.lock failed" in result.stderr
+    assert "error: locking requirements.lock and requirements-dev.lock failed" in result.stderr
     assert "PYCHASSIS_SKIP_VERIFY=1" in result.stderr
     assert "--keep-project-on-failure" in result.stderr
     assert "Traceback" not in result.stderr

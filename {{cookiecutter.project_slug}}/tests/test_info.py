@@ -5,7 +5,11 @@ import platform
 from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
-from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME, __version__
+from {{ cookiecutter.package_name }} import (
+    DISTRIBUTION_NAME,
+    TEMPLATE_VERSION,
+    __version__,
+)
 from {{ cookiecutter.package_name }}.settings import BuildSettings, Settings
 
 from .apps import create_test_app
@@ -20,6 +24,7 @@ async def test_info_defaults_to_unknown_build(client: QuartClient) -> None:
         "commit": "unknown",
         "build_time": "unknown",
         "python": platform.python_version(),
+        "template_version": TEMPLATE_VERSION,
     }
 
 

