@@ -7,6 +7,8 @@ schemas of a current release. Fast: no cluster and no container engine are neede
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -192,3 +194,18 @@ def test_the_database_variant_migrates_before_install_and_upgrade(chart: Path) -
 def test_bad_values_are_refused(chart: Path, values: dict[str, Any], complaint: str) -> None:
     with pytest.raises(helm.HelmError, match=complaint):
         helm.Chart.load(chart).render(values, name=RELEASE, namespace="prod")
+
+
+def test_make_chart_lints_and_renders_every_values_file(chart: Path) -> None:
+    """``make chart`` (the generated CI's chart job) with Helm's code standing in for the helm binary."""
+    project = chart.parents[1]
+    helm_command = f"{sys.executable} {Path(__file__).parent / 'tools' / 'helm.py'}"
+    result = subprocess.run(["make", "chart", f"HELM={helm_command}"], cwd=project, capture_output=True, text=True)
+    assert result.returncode == 0, result.stdout + result.stderr
+    (chart / "ci" / "broken-values.yaml").write_text('replicaCount: "two"\n', encoding="utf-8")
+    try:
+        result = subprocess.run(["make", "chart", f"HELM={helm_command}"], cwd=project, capture_output=True, text=True)
+    finally:
+        (chart / "ci" / "broken-values.yaml").unlink()
+    assert result.returncode != 0
+    assert "/replicaCount': got string, want integer" in result.stderr

@@ -159,3 +159,44 @@ def test_generation_ends_with_a_summary(tmp_path: Path) -> None:
     assert steps[0] == f"cd {result.project()}"
     assert steps[1].startswith("docker compose up -d --wait postgres redis")
     assert steps[2].startswith("make migrate run")
+
+
+@pytest.fixture(scope="module")
+def mermaid() -> list[str]:
+    node = shutil.which("node")
+    assert node, "the tests need Node.js (apt-get install nodejs npm): they parse the README's diagrams"
+    if not (TOOLS / "node_modules" / "mermaid").is_dir():
+        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(TOOLS)], check=True, timeout=600)
+    return [node, str(TOOLS / "mermaid-parse.mjs")]
+
+
+def test_readme_diagrams_parse_and_match_the_chosen_options(mermaid: list[str], project: Path) -> None:
+    readme = project / "README.md"
+    result = subprocess.run([*mermaid, str(readme)], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert [diagram["type"] for diagram in json.loads(result.stdout)] == ["flowchart-v2", "flowchart-v2"]
+    components, deployment = re.findall(r"^```mermaid\n(.*?)^```$", readme.read_text(encoding="utf-8"), re.M | re.S)
+    backed = (project / "alembic.ini").exists()
+    for diagram in (components, deployment):
+        assert ("PostgreSQL" in diagram) == backed
+        assert ("Redis" in diagram) == backed
+    assert ("Job: migrate" in deployment) == backed
+    # Every kind of object the chart can make is in the deployment picture.
+    kinds = set()
+    for template in (project / "charts").glob("*/templates/*.yaml"):
+        kinds |= set(re.findall(r"^kind: (\w+)", template.read_text(encoding="utf-8"), re.M))
+    assert kinds == {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Secret", "HorizontalPodAutoscaler",
+                     "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy", "Ingress"} | ({"Job"} if backed else set())
+    for kind in kinds:
+        assert kind in deployment, kind
+    for endpoint in ("/items", "/health/ready", "/metrics", "/openapi.json"):
+        assert endpoint in components, endpoint
+
+
+def test_readme_answers_how_do_i(project: Path) -> None:
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    questions = re.findall(r"^\*\*…(.+?)\*\*", readme, re.M)
+    expected = ["add an endpoint?", "add a setting?", "add a resource with a health check?", "call another service?"]
+    if (project / "alembic.ini").exists():
+        expected.append("add a migration?")
+    assert questions == [*expected, "ship a release?"]
