@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -17,7 +19,17 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, Render, clean_env, free_port, get_json, render, wait_for_status
+from helpers import (
+    DEFAULT_PACKAGE,
+    DEFAULT_SLUG,
+    TEMPLATE_DIR,
+    Render,
+    clean_env,
+    free_port,
+    get_json,
+    render,
+    wait_for_status,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -387,8 +399,42 @@ def test_info_shows_build_metadata(project: Path, start_service) -> None:
     assert (body["name"], body["version"], body["commit"], body["build_time"]) == (
         DEFAULT_SLUG, "0.1.0", "0123abc", "2026-11-22T00:00:00Z")
     assert body["python"].startswith("3.")
+    assert body["template_version"] == json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text())["_template_version"]
     assert 'service_info{commit="0123abc"' in fetch(f"{base}/metrics")[1]
     stop(process)
+
+
+def test_make_dev_restarts_on_a_change_and_logs_for_humans(project: Path) -> None:
+    port = free_port()
+    app_module = project / "src" / DEFAULT_PACKAGE / "app.py"
+    original = app_module.read_text(encoding="utf-8")
+    process = subprocess.Popen(
+        ["make", "--no-print-directory", "dev", f"ARGS=--server-port {port}"],
+        cwd=project, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,
+    )  # fmt: skip
+    lines: list[str] = []
+    reader = threading.Thread(target=lambda: lines.extend(iter(process.stdout.readline, "")), daemon=True)
+    reader.start()
+
+    def ready_count() -> int:
+        return sum("service ready" in line for line in list(lines))
+
+    try:
+        wait_for_status(process, f"http://127.0.0.1:{port}/health/ready")
+        app_module.write_text(original + "\n# touched by the test\n", encoding="utf-8")
+        deadline = time.monotonic() + 30
+        while ready_count() < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert ready_count() >= 2, "".join(lines)
+        wait_for_status(process, f"http://127.0.0.1:{port}/health/ready")
+    finally:
+        app_module.write_text(original, encoding="utf-8")
+        os.killpg(process.pid, signal.SIGINT)
+        process.wait(timeout=30)
+    ready_lines = [line for line in lines if "service ready" in line]
+    assert not any(line.lstrip().startswith("{") for line in ready_lines), "console logs, not JSON"
+    assert any("change detected" in line for line in lines)
 
 
 def test_make_bench_prints_figures(project: Path) -> None:
