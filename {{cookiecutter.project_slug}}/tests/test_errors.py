@@ -112,3 +112,22 @@ async def test_a_body_that_is_not_utf8_is_400(client: QuartClient) -> None:
     headers = {"Content-Type": "application/json"}
     body = await problem_of(await client.post("/items", data=b"\xd3\x07", headers=headers), 400)
     assert body["detail"] == "The request body is not valid UTF-8."
+
+
+async def test_handlers_still_running_when_the_grace_period_ends_answer_503() -> None:
+    app = create_test_app(Settings())
+
+    async def slow() -> str:
+        await asyncio.sleep(10)
+        return "late"
+
+    app.add_url_rule("/slow", "slow", slow)
+    async with app.test_app():
+        client = app.test_client()
+        in_flight = asyncio.ensure_future(client.get("/slow"))
+        await asyncio.sleep(0.05)  # the handler is running
+        assert app.end_grace_period() == 1
+        body = await problem_of(await asyncio.wait_for(in_flight, 5), 503)
+        assert "shutdown.grace_period" in body["detail"]
+        # One arriving afterwards (on a connection still open) is cut off at once.
+        await problem_of(await asyncio.wait_for(client.get("/slow"), 5), 503)

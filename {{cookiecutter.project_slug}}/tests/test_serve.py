@@ -36,7 +36,8 @@ def get_json(url: str) -> tuple[int, dict[str, object]]:
         with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local test server
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
-        return error.code, json.load(error)
+        with error:  # an error response is a file too; Python 3.14 warns when it is left open
+            return error.code, json.load(error)
 
 
 def wait_until_ready(process: subprocess.Popen[str], base_url: str) -> None:

@@ -1,13 +1,15 @@
 """Graceful shutdown of the real process, on both engines.
 
 A stop signal turns readiness to 503 at once; after ``shutdown.delay`` the port is
-closed; requests in flight still complete; the process exits 0.  A second signal
-exits at once.
+closed; requests in flight still complete; the process exits 0.  Neither an idle
+keep-alive connection nor a client that sends its body slowly holds the process
+past the grace period.  A second signal exits at once.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import os
 import signal
 import socket
@@ -169,3 +171,75 @@ def test_a_second_signal_exits_at_once(slow_service: tuple[subprocess.Popen[str]
         assert "second stop signal" in output
         with pytest.raises(ConnectionError):  # the connection was dropped, not answered
             pending.result()
+
+
+def open_idle_connection(port: int) -> socket.socket:
+    """A keep-alive connection that has had its answer and now sends nothing."""
+    idle = socket.create_connection(("127.0.0.1", port), timeout=5)
+    idle.sendall(b"GET /health/live HTTP/1.1\r\nHost: localhost\r\n\r\n")
+    assert idle.recv(4096).startswith(b"HTTP/1.1 200")
+    return idle
+
+
+def start_slow_upload(port: int) -> socket.socket:
+    """A request whose body will arrive a byte at a time, and never in full."""
+    slow = socket.create_connection(("127.0.0.1", port), timeout=5)
+    slow.sendall(
+        b"POST /items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 100000\r\n\r\n{"
+    )
+    slow.settimeout(0.05)
+    return slow
+
+
+def trickle_until_exit(process: subprocess.Popen[str], slow: socket.socket, limit: float) -> bytes:
+    """Send the slow body a byte every 0.1 s until the process exits; return what the client got."""
+    answer = b""
+    deadline = time.monotonic() + limit
+    while process.poll() is None and time.monotonic() < deadline:
+        with contextlib.suppress(OSError):  # the server may close or reset the connection
+            slow.sendall(b" ")
+        with contextlib.suppress(TimeoutError, OSError):
+            answer += slow.recv(4096)
+        time.sleep(0.05)
+    return answer
+
+
+@pytest.mark.parametrize("loop", ["asyncio", "uvloop"])
+@pytest.mark.parametrize("engine", ["hypercorn", "uvicorn"])
+def test_idle_and_slow_clients_do_not_hold_the_stop(tmp_path: Path, engine: str, loop: str) -> None:
+    """Exit 0 within shutdown.delay + shutdown.grace_period + resources.stop_timeout (plus a second).
+
+    The slow client is answered 503 when the grace period ends; the handler's own time limit
+    (http.request_timeout) is far longer, so only the grace period can end it in time.
+    """
+    delay, grace_period, stop_timeout = 0.2, 1.0, 1.0
+    script = tmp_path / "slow_service.py"
+    script.write_text(SLOW_SERVICE, encoding="utf-8")
+    port = free_port()
+    env = {
+        **os.environ,
+        f"{PREFIX}_SERVER_HOST": "127.0.0.1",
+        f"{PREFIX}_SERVER_PORT": str(port),
+        f"{PREFIX}_SERVER_ENGINE": engine,
+        f"{PREFIX}_SERVER_LOOP": loop,
+        f"{PREFIX}_SHUTDOWN_DELAY": str(delay),
+        f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": str(grace_period),
+        f"{PREFIX}_RESOURCES_STOP_TIMEOUT": str(stop_timeout),
+        f"{PREFIX}_HTTP_REQUEST_TIMEOUT": "60",
+    }
+    limit = delay + grace_period + stop_timeout + 1
+    with running([sys.executable, str(script)], env) as process:
+        base_url = f"http://127.0.0.1:{port}"
+        wait_until_ready(process, base_url)
+        with open_idle_connection(port), start_slow_upload(port) as slow:
+            signalled = time.monotonic()
+            process.send_signal(signal.SIGTERM)
+            answer = trickle_until_exit(process, slow, limit + 5)
+            stopped_in = time.monotonic() - signalled
+        output, _ = process.communicate(timeout=10)
+    assert process.returncode == 0, output
+    assert stopped_in < limit, f"stopped in {stopped_in:.1f} s"
+    assert answer.startswith(b"HTTP/1.1 503"), answer
+    assert b"application/problem+json" in answer
+    assert "Traceback" not in output

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from quart import Quart
-
 from . import DISTRIBUTION_NAME, __version__
 from .chassis import info
 from .chassis.errors import install_errors
@@ -23,7 +21,7 @@ from .settings import SETTINGS_KEY, Settings
 from .views import BLUEPRINTS
 
 
-def create_app(settings: Settings, services: Services | None = None) -> Quart:
+def create_app(settings: Settings, services: Services | None = None) -> TimeLimitedQuart:
     """Build the Quart app: the chassis, the service's resources, then its blueprints.
 
     ``services`` replaces the resources built from ``settings`` (tests substitute them so).

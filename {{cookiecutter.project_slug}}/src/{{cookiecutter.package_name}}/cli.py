@@ -17,10 +17,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from quart import Quart
 
 from . import DISTRIBUTION_NAME, __version__
 from .app import create_app
+from .chassis.limits import TimeLimitedQuart
 from .chassis.logging import configure_logging
 from .chassis.openapi import openapi_document
 from .chassis.server import ServerError, serve
@@ -92,7 +92,7 @@ def load_or_exit(config_file: Path | None, flags: dict[str, Any]) -> LoadedSetti
         sys.exit(EXIT_BAD_CONFIG)
 
 
-def build_app(settings: Settings) -> Quart:
+def build_app(settings: Settings) -> TimeLimitedQuart:
     """Set up this process (logging) and build the app; runs in every worker process."""
     configure_logging(settings.logging, service=DISTRIBUTION_NAME, version=__version__)
     return create_app(settings)

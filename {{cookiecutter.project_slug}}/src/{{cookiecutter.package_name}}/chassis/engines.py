@@ -1,9 +1,11 @@
 """The HTTP server engines: Hypercorn (default; HTTP/1.1 and HTTP/2) and uvicorn (faster).
 
 Both serve the same app on sockets bound beforehand, stop when ``stop`` is set,
-give in-flight requests ``shutdown.grace_period`` seconds, write no access log of
-their own (the chassis writes one line per request) and log through the
-service's logging.  Signals are handled by ``server.py``, never by the engine.
+write no access log of their own (the chassis writes one line per request) and log
+through the service's logging.  Signals are handled by ``server.py``, never by the
+engine.  The shutdown grace period is ended by the chassis (``limits.py``); each
+engine's own grace timeout is a little longer, so the chassis' answers to requests it
+cuts off are sent before an engine drops a connection.
 """
 
 from __future__ import annotations
@@ -14,12 +16,14 @@ import logging
 import math
 from collections.abc import Iterator
 
-from hypercorn.asyncio.run import worker_serve
+import hypercorn.asyncio
 from hypercorn.config import Config, Sockets
-from hypercorn.utils import wrap_app
 from quart import Quart
 
 from ..settings import Settings
+
+# Seconds the engines' own grace timeouts add to ``shutdown.grace_period``.
+ENGINE_GRACE_MARGIN = 1.0
 
 
 def bind_address(settings: Settings) -> str:
@@ -30,7 +34,7 @@ def bind_address(settings: Settings) -> str:
 def hypercorn_config(settings: Settings) -> Config:
     config = Config()
     config.bind = [bind_address(settings)]
-    config.graceful_timeout = settings.shutdown.grace_period
+    config.graceful_timeout = settings.shutdown.grace_period + ENGINE_GRACE_MARGIN
     config.include_server_header = False  # no version banner
     config.accesslog = None
     config.errorlog = logging.getLogger("hypercorn.error")
@@ -39,8 +43,10 @@ def hypercorn_config(settings: Settings) -> Config:
 
 async def serve_hypercorn(app: Quart, settings: Settings, sockets: Sockets, stop: asyncio.Event) -> None:
     config = hypercorn_config(settings)
-    asgi_app = wrap_app(app, config.wsgi_max_body_size, "asgi")
-    await worker_serve(asgi_app, config, sockets=sockets, shutdown_trigger=stop.wait)
+    # Hypercorn's public serve() binds by itself: "fd://" hands it the sockets bound
+    # beforehand, which it then owns.
+    config.bind = [f"fd://{sock.detach()}" for sock in sockets.insecure_sockets]
+    await hypercorn.asyncio.serve(app, config, shutdown_trigger=stop.wait, mode="asgi")
 
 
 async def serve_uvicorn(app: Quart, settings: Settings, sockets: Sockets, stop: asyncio.Event) -> None:
@@ -59,7 +65,7 @@ async def serve_uvicorn(app: Quart, settings: Settings, sockets: Sockets, stop: 
         log_config=None,
         access_log=False,
         server_header=False,
-        timeout_graceful_shutdown=math.ceil(settings.shutdown.grace_period),
+        timeout_graceful_shutdown=math.ceil(settings.shutdown.grace_period + ENGINE_GRACE_MARGIN),
     )
     server = _UvicornServer(config)
 

@@ -7,9 +7,10 @@ spawned workers that share the socket.
 
 SIGTERM and SIGINT stop serving gracefully: readiness turns ``DRAINING`` (503) at
 once; ``shutdown.delay`` seconds later, when load balancers have noticed, the
-port is closed (new connections are refused) and in-flight requests get
-``shutdown.grace_period`` seconds to finish; then the resources stop and the
-process exits 0.  A second signal exits at once, with code 1.
+port is closed (new connections are refused; idle keep-alive connections are
+closed) and in-flight requests get ``shutdown.grace_period`` seconds to finish;
+handlers still running then are cancelled and answer 503.  Then the resources stop
+and the process exits 0.  A second signal exits at once, with code 1.
 """
 
 from __future__ import annotations
@@ -26,16 +27,16 @@ from multiprocessing.connection import wait
 from multiprocessing.process import BaseProcess
 
 from hypercorn.config import Sockets
-from quart import Quart
 
 from ..settings import Settings
 from .engines import hypercorn_config, serve_hypercorn, serve_uvicorn
 from .health import health_of
 from .lifecycle import lifecycle_of
+from .limits import TimeLimitedQuart
 from .logging import get_logger
 from .metrics import mark_worker_dead, prepare_multiprocess_dir, remove_multiprocess_dir
 
-AppFactory = Callable[[Settings], Quart]
+AppFactory = Callable[[Settings], TimeLimitedQuart]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EXIT_FORCED = 1
@@ -99,7 +100,7 @@ def _worker_process(app_factory: AppFactory, settings: Settings, sockets: Socket
 
 
 async def _serve_until_signalled(
-    app: Quart, settings: Settings, sockets: Sockets, early_signals: list[int]
+    app: TimeLimitedQuart, settings: Settings, sockets: Sockets, early_signals: list[int]
 ) -> None:
     stop = asyncio.Event()
     lifecycle_of(app).request_stop = stop
@@ -114,11 +115,13 @@ async def _serve_until_signalled(
 
 
 class _GracefulShutdown:
-    """What a stop signal does: drain first, close the port after the delay; a second one exits."""
+    """What a stop signal does: drain first, close the port after the delay, end the grace
+    period after that; a second signal exits."""
 
-    def __init__(self, app: Quart, settings: Settings, stop: asyncio.Event) -> None:
+    def __init__(self, app: TimeLimitedQuart, settings: Settings, stop: asyncio.Event) -> None:
         self._app = app
         self._delay = settings.shutdown.delay
+        self._grace_period = settings.shutdown.grace_period
         self._stop = stop
         self._signalled = False
 
@@ -135,8 +138,14 @@ class _GracefulShutdown:
         asyncio.get_running_loop().call_later(self._delay, self._close)
 
     def _close(self) -> None:
-        log.info("closing the port; waiting for in-flight requests")
+        log.info("closing the port; waiting for in-flight requests", grace_period=self._grace_period)
         self._stop.set()
+        asyncio.get_running_loop().call_later(self._grace_period, self._end_grace_period)
+
+    def _end_grace_period(self) -> None:
+        cut_off = self._app.end_grace_period()
+        if cut_off:
+            log.warning("grace period over; requests still running are answered 503", requests=cut_off)
 
 
 def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:
