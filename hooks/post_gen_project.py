@@ -4,8 +4,12 @@
    locks install on Linux x86_64 and aarch64 and on every supported Python) and
    write ``requirements.lock`` and ``requirements-dev.lock`` with hashes, through
    the project's own ``scripts/lock.py`` (what ``make lock`` runs).
-2. Verify: create ``.venv``, install from the dev lock with ``--require-hashes``,
-   install the project itself and run its test suite.
+2. Verify: create ``.venv`` with a Python the project supports (the one running
+   cookiecutter when it does, else a matching ``python3.X`` on PATH), install from the
+   dev lock with ``--require-hashes``, install the project itself and run its test
+   suite; with PostgreSQL or Redis chosen, their tests run too when a server answers
+   at the URL the project's README gives for local development.  The summary gives
+   pytest's real counts, and says why tests were skipped.
 
 Before both, the files of a backing service that was not chosen (database, cache)
 are removed.
@@ -25,6 +29,7 @@ uv's preferences and an existing ``.venv`` is reused.
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -40,6 +45,7 @@ PACKAGE_NAME = json.loads({{ cookiecutter.package_name | tojson | tojson }})
 PROJECT_SLUG = json.loads({{ cookiecutter.project_slug | tojson | tojson }})
 DATABASE = json.loads({{ cookiecutter.database | tojson | tojson }})
 CACHE = json.loads({{ cookiecutter.cache | tojson | tojson }})
+SUPPORTED_PYTHONS = json.loads({{ cookiecutter._supported_pythons | tojson | tojson }})
 HTTP_PORT = json.loads({{ cookiecutter.http_port | tojson | tojson }})
 # cruft adds the template commit it renders; plain cookiecutter does not.
 CRUFT_COMMIT = json.loads({{ cookiecutter._commit | default("") | tojson | tojson }})
@@ -76,10 +82,37 @@ INDEX_PROBE_TIMEOUT = 15  # seconds; the whole offline failure must stay under 6
 LOCK_TIMEOUT = 600
 INSTALL_TIMEOUT = 900
 TEST_TIMEOUT = 900
+PROBE_TIMEOUT = 20
+# The test servers the project's README documents for local development (docker compose),
+# and a probe that connects with the project's own client library.
+TEST_SERVERS = {
+    "postgresql": (
+        f"{PACKAGE_NAME.upper()}_TEST_DATABASE_URL",
+        "postgresql://postgres:dev@localhost/postgres",
+        "import asyncio, asyncpg, sys\n"
+        "async def probe():\n"
+        "    connection = await asyncpg.connect(sys.argv[1], timeout=3)\n"
+        "    await connection.close()\n"
+        "asyncio.run(probe())\n",
+    ),
+    "redis": (
+        f"{PACKAGE_NAME.upper()}_TEST_CACHE_URL",
+        "redis://localhost:6379/0",
+        "import redis, sys\n"
+        "redis.Redis.from_url(sys.argv[1], socket_connect_timeout=3, socket_timeout=3).ping()\n",
+    ),
+}
+PYTEST_COUNTS = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s", re.MULTILINE)
+# The generated conftest's own summary of skips: "23 tests skipped: needs PostgreSQL: run ...".
+SKIP_REASON = re.compile(r"^(\d+) tests skipped: needs (\w+)", re.MULTILINE)
 
 
 class HookFailure(Exception):
     """A step failed; the message says what failed and how to retry or skip."""
+
+
+class NoSuitablePython(HookFailure):
+    """No interpreter here satisfies the project's requires-python; the message says how to go on."""
 
 
 def is_true(value: object) -> bool:
@@ -203,12 +236,65 @@ def lock(uv: str, project: Path) -> None:
     say("wrote requirements.lock and requirements-dev.lock (pinned, with hashes)")
 
 
-def verify(uv: str, project: Path, log: Path) -> None:
+def verification_python() -> str:
+    """The interpreter verification uses: this one if the project supports it, else python3.X on PATH."""
+    lowest = version_tuple(PYTHON_VERSION)
+    if sys.version_info[:2] >= lowest:
+        return sys.executable
+    candidates = [version for version in SUPPORTED_PYTHONS if version_tuple(version) >= lowest]
+    for version in candidates:
+        found = shutil.which(f"python{version}")
+        if found and reports_version(found, version):
+            return found
+    names = " or ".join(f"python{version}" for version in candidates)
+    raise NoSuitablePython(
+        f"verification needs Python {PYTHON_VERSION} or newer (python_version), but cookiecutter runs on "
+        f"{sys.version_info.major}.{sys.version_info.minor} and there is no {names} on PATH: install one, "
+        f"or generate with verify=false (or {SKIP_VERIFY_ENV}=1) and run `make test PYTHON=python{PYTHON_VERSION}` "
+        f"once it is there"
+    )
+
+
+def version_tuple(version: str) -> tuple:
+    return tuple(int(part) for part in version.split("."))
+
+
+def reports_version(python: str, version: str) -> bool:
+    """Whether ``python`` runs (a pyenv shim of an unselected version does not) and is ``version``."""
+    code = "import sys; print('.'.join(map(str, sys.version_info[:2])))"
+    try:
+        result = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+    except (OSError, subprocess.SubprocessError):
+        return False
+    return result.returncode == 0 and result.stdout.strip() == version
+
+
+def reachable_test_servers(venv_python: Path) -> dict:
+    """The test servers that answer, as the environment that names them to the tests: each one's
+    variable when the caller exports it (as the README shows), else the README's local URL."""
+    chosen = [name for name, is_chosen in (("postgresql", DATABASE == "postgresql"), ("redis", CACHE == "redis"))
+              if is_chosen]
+    env = {}
+    for name in chosen:
+        variable, documented_url, probe = TEST_SERVERS[name]
+        url = os.environ.get(variable) or documented_url
+        try:
+            answered = subprocess.run([str(venv_python), "-c", probe, url], capture_output=True,
+                                      timeout=PROBE_TIMEOUT, env=tool_env()).returncode == 0
+        except subprocess.TimeoutExpired:
+            answered = False
+        if answered:
+            env[variable] = url
+    return env
+
+
+def verify(uv: str, python: str, project: Path, log: Path) -> str:
+    """Install into .venv and run the tests; returns pytest's counts (and why tests were skipped)."""
     venv_python = project / ".venv" / "bin" / "python"
     if not venv_python.exists():
         run_step(
             "creating .venv",
-            [uv, "venv", "--seed", "--quiet", "--python", f">={PYTHON_VERSION}", ".venv"],
+            [uv, "venv", "--seed", "--quiet", "--python", python, ".venv"],
             timeout=INSTALL_TIMEOUT, log=log, cwd=project,
         )
     run_step(
@@ -221,10 +307,27 @@ def verify(uv: str, project: Path, log: Path) -> None:
         [uv, "pip", "install", "--python", str(venv_python), "--no-deps", "-e", "."],
         timeout=INSTALL_TIMEOUT, log=log, cwd=project,
     )
+    servers = reachable_test_servers(venv_python)
+    tests_started = log.stat().st_size
     run_step("running the generated tests", [str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-             timeout=TEST_TIMEOUT, log=log, cwd=project)
+             timeout=TEST_TIMEOUT, log=log, cwd=project, extra_env=servers)
     # Tell the Makefile the environment is installed, so `make run` does not reinstall.
     (project / ".venv" / ".installed").touch()
+    with log.open(encoding="utf-8", errors="replace") as handle:
+        handle.seek(tests_started)
+        return test_outcome(handle.read(), servers)
+
+
+def test_outcome(output: str, servers: dict) -> str:
+    """pytest's counts as it printed them, with the reasons for skips and which test servers were used."""
+    counts = PYTEST_COUNTS.findall(output)
+    outcome = counts[-1] if counts else "tests passed"
+    reasons = [f"{count} need {server}" for count, server in SKIP_REASON.findall(output)]
+    if reasons:
+        outcome += f": {', '.join(reasons)} (the README's `make test` says how to run them)"
+    if servers:
+        outcome += f", against {', '.join(sorted(servers.values()))}"
+    return outcome
 
 
 def prune(project: Path) -> None:
@@ -300,6 +403,12 @@ def main() -> int:
         return 0
     should_verify = is_true(VERIFY_ANSWER) and not is_true(os.environ.get(SKIP_VERIFY_ENV, ""))
     started = time.monotonic()
+    try:
+        # Before anything slow: without a suitable Python there is nothing to verify with.
+        python = verification_python() if should_verify else sys.executable
+    except NoSuitablePython as failure:
+        print(f"[pychassis] error: {failure}", file=sys.stderr)
+        return 1
     log = Path(tempfile.mkstemp(prefix=f"{project.name}-verify-", suffix=".log")[1])
     try:
         url = index_url()
@@ -315,8 +424,8 @@ def main() -> int:
             say("verification skipped (verify=false or PYCHASSIS_SKIP_VERIFY set)")
             summary(project, f"locked in {time.monotonic() - started:.1f} s, not verified")
             return 0
-        say("verifying: installing from the lock into .venv and running the tests ...")
-        verify(uv, project, log)
+        say(f"verifying with {python}: installing from the lock into .venv and running the tests ...")
+        outcome = verify(uv, python, project, log)
     except HookFailure as failure:
         print(f"[pychassis] error: {failure}", file=sys.stderr)
         print(
@@ -329,7 +438,7 @@ def main() -> int:
             print(f"[pychassis] full log: {log}", file=sys.stderr)
         return 1
     log.unlink(missing_ok=True)
-    summary(project, f"locked, installed and all tests passed: verified in {time.monotonic() - started:.1f} s")
+    summary(project, f"locked, installed and tested: {outcome}; verified in {time.monotonic() - started:.1f} s")
     return 0
 
 

@@ -25,7 +25,8 @@ ANSWERS = {
     "verify": json.loads({{ cookiecutter.verify | tojson | tojson }}),
 }
 
-MIN_PYTHON = (3, 11)
+# The CPythons a generated project is proven on (the template's pythons tier runs each).
+SUPPORTED_PYTHONS = json.loads({{ cookiecutter._supported_pythons | tojson | tojson }})
 # Longer names make unwieldy imports, environment variables and image names.
 MAX_NAME_LENGTH = 50
 
@@ -135,8 +136,10 @@ def check_python_version() -> None:
     match = PYTHON_VERSION_RE.fullmatch(version)
     if not match:
         raise Refusal("python_version", "must be a Python version such as '3.11' or '3.12'")
-    if (3, int(match.group(1))) < MIN_PYTHON:
-        raise Refusal("python_version", "must be 3.11 or newer")
+    if version not in SUPPORTED_PYTHONS:
+        raise Refusal(
+            "python_version", f"must be a supported Python, {SUPPORTED_PYTHONS[0]} to {SUPPORTED_PYTHONS[-1]}"
+        )
 
 
 def check_port() -> None:

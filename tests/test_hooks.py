@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import socket
 import subprocess
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from helpers import TEMPLATE_DIR, clean_env, render
+from interpreters import SUPPORTED
 
 OFFLINE_LIMIT = 60.0
 
@@ -133,10 +135,40 @@ def test_failed_lock_says_what_failed_and_how_to_skip(tmp_path: Path) -> None:
 
 
 def test_failed_verification_shows_the_cause_and_the_log(tmp_path: Path) -> None:
-    """A Python version no interpreter here provides: locking works, creating .venv cannot."""
-    result = render(tmp_path, {"python_version": "3.99"}, skip_lock=False)
+    """pytest refusing to start (an option it does not know): the hook names the step and shows the cause."""
+    result = render(tmp_path, skip_lock=False, env={"PYTEST_ADDOPTS": "--no-such-option"})
     assert result.returncode != 0
-    assert "error: creating .venv failed" in result.stderr
+    assert "error: running the generated tests failed" in result.stderr
     assert "the log ends with:" in result.stderr
-    assert "3.99" in result.stderr.split("the log ends with:")[1]
+    assert "--no-such-option" in result.stderr.split("the log ends with:")[1]
     assert "[pychassis] full log: /" in result.stderr
+
+
+def test_without_a_suitable_python_verification_stops_at_once_saying_what_is_needed(tmp_path: Path) -> None:
+    """python_version above the Python running cookiecutter, and no python3.X for it on PATH."""
+    newer = f"3.{sys.version_info.minor + 1}"
+    if newer not in SUPPORTED:
+        pytest.skip(f"this Python ({sys.version}) is already the newest supported")
+    result = render(tmp_path, {"python_version": newer}, skip_lock=False, env={"PATH": str(tmp_path / "empty")})
+    assert result.returncode != 0
+    assert result.seconds < 10, "it stops before locking"
+    ours = [line for line in result.stderr.splitlines() if line.startswith("[pychassis]")]
+    assert len(ours) == 1, result.stderr
+    assert f"verification needs Python {newer} or newer" in ours[0]
+    assert f"no python{newer}" in ours[0]
+    assert "verify=false" in ours[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.slow
+def test_verification_reports_the_real_counts_and_why_tests_were_skipped(tmp_path: Path) -> None:
+    """Redis chosen, but none answers where the hook looks: its tests skip, and the summary says so."""
+    nothing_listens = closed_port_index().replace("http://", "redis://").replace("/simple/", "/0")
+    result = render(tmp_path, {"cache": "redis"}, skip_lock=False, env={"MY_SERVICE_TEST_CACHE_URL": nothing_listens})
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    summary = next(line for line in result.stdout.splitlines() if "created " in line)
+    counts = re.search(r"tested: (\d+) passed, (\d+) skipped: (\d+) need Redis \(the README's `make test`", summary)
+    assert counts, summary
+    assert int(counts.group(1)) > 0
+    assert counts.group(2) == counts.group(3)
+    assert "all tests passed" not in result.stdout
