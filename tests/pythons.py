@@ -34,17 +34,32 @@ def venv_of(python: Interpreter, project: Path) -> Path:
     return project.parent / f"venv-{python.version}"
 
 
-def make_test(python: Interpreter, project: Path, env: dict[str, str] | None = None) -> tuple[str, float]:
-    """``make test`` with this Python, in an environment of its own; returns pytest's summary and the time."""
+def make(python: Interpreter, project: Path, target: str, env: dict[str, str] | None = None,
+         args: str = "") -> tuple[str, float]:
+    """``make <target>`` with this Python and an environment of its own; returns the output and the time."""
     started = time.monotonic()
     result = python.run(
-        ["make", "--no-print-directory", "-C", python.path(project), "test", f"PYTHON={python.python}",
-         f"VENV={python.path(venv_of(python, project))}", "ARGS=-q -p no:cacheprovider -rs"],
+        ["make", "--no-print-directory", "-C", python.path(project), target, f"PYTHON={python.python}",
+         f"VENV={python.path(venv_of(python, project))}", f"ARGS={args}"],
         env=env,
     )
-    seconds = time.monotonic() - started
     output = result.stdout + result.stderr
-    assert result.returncode == 0, output[-6000:]
-    summary = SUMMARY.search(result.stdout)
+    assert result.returncode == 0, f"make {target} with Python {python.version}:\n{output[-6000:]}"
+    return result.stdout, time.monotonic() - started
+
+
+def make_test(python: Interpreter, project: Path, env: dict[str, str] | None = None) -> tuple[str, float]:
+    """``make test`` (installing first); returns pytest's summary and the time."""
+    output, seconds = make(python, project, "test", env, args="-q -p no:cacheprovider -rs")
+    summary = SUMMARY.search(output)
     assert summary, output[-3000:]
     return summary.group(1), seconds
+
+
+def make_lint(python: Interpreter, project: Path) -> float:
+    """``make lint`` (ruff, ruff format, mypy) as the generated CI runs it; returns the time."""
+    # mypy's cache in the environment, not the project: each Python has its own dependencies.
+    cache = {"MYPY_CACHE_DIR": python.path(venv_of(python, project) / ".mypy_cache")}
+    output, seconds = make(python, project, "lint", env=cache)
+    assert "Success: no issues found" in output, output[-3000:]
+    return seconds

@@ -2,7 +2,7 @@
 
 Each variant is locked once; on each of the two interpreters its own ``make test`` installs it
 into an environment of that Python and runs its whole suite against this machine's PostgreSQL
-and Redis, with none of its tests skipped.
+and Redis, with none of its tests skipped, and its ``make lint`` passes.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from interpreters import LOWEST, NEWEST
-from pythons import generate, interpreter, make_test
+from pythons import generate, interpreter, make_lint, make_test
 from servers import server_test_env, throwaway_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.pythons]
@@ -43,11 +43,12 @@ def test_database() -> Iterator[str]:
 
 @pytest.mark.parametrize("version", sorted({LOWEST, NEWEST}))
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_the_backing_service_variants_pass_against_real_servers_on(
+def test_the_backing_service_variants_pass_their_suites_and_lint_on(
     variant: str, version: str, work: Path, variant_projects: dict[str, Path], test_database: str
 ) -> None:
     python = interpreter(version, work)
     summary, seconds = make_test(python, variant_projects[variant], env=server_test_env(test_database))
     assert "skipped" not in summary and "failed" not in summary, summary
+    lint_seconds = make_lint(python, variant_projects[variant])
     print(f"\n[figures] Python {version}, {variant}: make test against PostgreSQL and Redis: {summary}, "
-          f"{seconds:.0f} s")
+          f"{seconds:.0f} s; make lint {lint_seconds:.0f} s")

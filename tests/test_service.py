@@ -404,6 +404,24 @@ def test_info_shows_build_metadata(project: Path, start_service) -> None:
     stop(process)
 
 
+def stop_process_group(process: subprocess.Popen[str], signum: int, timeout: float) -> None:
+    """Signal the whole group and wait until every process in it has gone; SIGKILL what is left."""
+    os.killpg(process.pid, signum)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        process.poll()
+        try:
+            os.killpg(process.pid, 0)  # raises once no process of the group is left
+        except ProcessLookupError:
+            return
+        time.sleep(0.1)
+    left = subprocess.run(["ps", "-o", "pid,stat,etime,args", "-s", str(process.pid)], capture_output=True,
+                          text=True, check=False).stdout
+    os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=10)
+    pytest.fail(f"the process group did not stop within {timeout:g} s of {signal.Signals(signum).name}:\n{left}")
+
+
 def test_make_dev_restarts_on_a_change_and_logs_for_humans(project: Path) -> None:
     port = free_port()
     app_module = project / "src" / DEFAULT_PACKAGE / "app.py"
@@ -429,9 +447,10 @@ def test_make_dev_restarts_on_a_change_and_logs_for_humans(project: Path) -> Non
         assert ready_count() >= 2, "".join(lines)
         wait_for_status(process, f"http://127.0.0.1:{port}/health/ready")
     finally:
+        # Ctrl+C, as in a terminal: to make, watchfiles and the service alike. The source is put back
+        # only afterwards, so no restart races the stop.
+        stop_process_group(process, signal.SIGINT, timeout=30)
         app_module.write_text(original, encoding="utf-8")
-        os.killpg(process.pid, signal.SIGINT)
-        process.wait(timeout=30)
     ready_lines = [line for line in lines if "service ready" in line]
     assert not any(line.lstrip().startswith("{") for line in ready_lines), "console logs, not JSON"
     assert any("change detected" in line for line in lines)
