@@ -53,7 +53,12 @@ async def serve_uvicorn(app: Quart, settings: Settings, sockets: Sockets, stop: 
     import uvicorn  # only imported when chosen, to keep start-up fast
 
     class _UvicornServer(uvicorn.Server):
-        """uvicorn without its own signal handling (it would re-raise SIGTERM after shutdown)."""
+        """uvicorn without its own signal handling (it would re-raise SIGTERM after shutdown).
+
+        ``capture_signals`` is uvicorn's internal hook (0.29 and later), the one internal the
+        engines rely on: if it is renamed, uvicorn takes the signals back and
+        ``test_serves_and_stops_on_signal`` (test_serve.py) fails on uvicorn: the exit code is not 0.
+        """
 
         @contextlib.contextmanager
         def capture_signals(self) -> Iterator[None]:
