@@ -213,7 +213,7 @@ def test_idle_and_slow_clients_do_not_hold_the_stop(tmp_path: Path, engine: str,
     The slow client is answered 503 when the grace period ends; the handler's own time limit
     (http.request_timeout) is far longer, so only the grace period can end it in time.
     """
-    delay, grace_period, stop_timeout = 0.2, 1.0, 1.0
+    delay, grace_period, stop_timeout = 0.1, 0.5, 0.5
     script = tmp_path / "slow_service.py"
     script.write_text(SLOW_SERVICE, encoding="utf-8")
     port = free_port()
