@@ -75,10 +75,9 @@ SLOW_SERVICE = textwrap.dedent(
 )
 
 
-@pytest.fixture(params=["hypercorn", "uvicorn"])
-def slow_service(
-    request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
+@contextlib.contextmanager
+def slow_service_running(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
+    """The service with its slow endpoint as a process on a free port; settings by name: shutdown_delay=..."""
     script = tmp_path / "slow_service.py"
     script.write_text(SLOW_SERVICE, encoding="utf-8")
     port = free_port()
@@ -86,11 +85,18 @@ def slow_service(
         **os.environ,
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SERVER_PORT": str(port),
-        f"{PREFIX}_SERVER_ENGINE": request.param,
-        f"{PREFIX}_SHUTDOWN_DELAY": str(DELAY),
-        f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": "10",
+        **{f"{PREFIX}_{name.upper()}": value for name, value in settings.items()},
     }
     with running([sys.executable, str(script)], env) as process:
+        yield process, port
+
+
+@pytest.fixture(params=["hypercorn", "uvicorn"])
+def slow_service(
+    request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    settings = {"server_engine": request.param, "shutdown_delay": str(DELAY), "shutdown_grace_period": "10"}
+    with slow_service_running(tmp_path, **settings) as (process, port):
         yield process, f"http://127.0.0.1:{port}"
 
 
@@ -214,24 +220,17 @@ def test_idle_and_slow_clients_do_not_hold_the_stop(tmp_path: Path, engine: str,
     (http.request_timeout) is far longer, so only the grace period can end it in time.
     """
     delay, grace_period, stop_timeout = 0.1, 0.5, 0.5
-    script = tmp_path / "slow_service.py"
-    script.write_text(SLOW_SERVICE, encoding="utf-8")
-    port = free_port()
-    env = {
-        **os.environ,
-        f"{PREFIX}_SERVER_HOST": "127.0.0.1",
-        f"{PREFIX}_SERVER_PORT": str(port),
-        f"{PREFIX}_SERVER_ENGINE": engine,
-        f"{PREFIX}_SERVER_LOOP": loop,
-        f"{PREFIX}_SHUTDOWN_DELAY": str(delay),
-        f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": str(grace_period),
-        f"{PREFIX}_RESOURCES_STOP_TIMEOUT": str(stop_timeout),
-        f"{PREFIX}_HTTP_REQUEST_TIMEOUT": "60",
+    settings = {
+        "server_engine": engine,
+        "server_loop": loop,
+        "shutdown_delay": str(delay),
+        "shutdown_grace_period": str(grace_period),
+        "resources_stop_timeout": str(stop_timeout),
+        "http_request_timeout": "60",
     }
     limit = delay + grace_period + stop_timeout + 1
-    with running([sys.executable, str(script)], env) as process:
-        base_url = f"http://127.0.0.1:{port}"
-        wait_until_ready(process, base_url)
+    with slow_service_running(tmp_path, **settings) as (process, port):
+        wait_until_ready(process, f"http://127.0.0.1:{port}")
         with open_idle_connection(port), start_slow_upload(port) as slow:
             signalled = time.monotonic()
             process.send_signal(signal.SIGTERM)
