@@ -1,7 +1,6 @@
 """Chassis overhead: a generated service against a bare Quart app, in one interleaved run.
 
-For each server engine (Hypercorn, uvicorn) it serves, on the same server settings
-(one process, uvloop, loopback):
+It serves, on Hypercorn with the same server settings (one process, uvloop, loopback):
   - bare:    a Quart app that returns the same JSON for GET / and nothing else;
   - chassis: GET /info of the generated service (`python -m <package> serve`; a
              small JSON document, as bare's), with every chassis
@@ -46,20 +45,13 @@ async def index():
     return BODY
 
 
-engine, port = sys.argv[1], int(sys.argv[2])
-if engine == "hypercorn":
-    from hypercorn.asyncio import serve
-    from hypercorn.config import Config
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
 
-    config = Config()
-    config.bind = [f"127.0.0.1:{{port}}"]
-    config.accesslog = None
-    uvloop.run(serve(app, config))
-else:
-    import uvicorn
-
-    uvicorn.run(app, host="127.0.0.1", port=port, loop="uvloop", http="httptools",
-                access_log=False, log_level="warning")
+config = Config()
+config.bind = [f"127.0.0.1:{{sys.argv[1]}}"]
+config.accesslog = None
+uvloop.run(serve(app, config))
 '''
 
 
@@ -77,9 +69,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description="Chassis overhead against bare Quart, interleaved.")
     parser.add_argument("--project", type=Path, required=True, help="a generated, verified project")
     parser.add_argument("--duration", type=int, default=5, help="seconds of load per measurement")
-    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds per engine")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
     parser.add_argument("--connections", type=int, default=32)
-    parser.add_argument("--engines", default="hypercorn,uvicorn")
     args = parser.parse_args()
 
     project = args.project.resolve()
@@ -94,44 +85,41 @@ def main() -> int:
     bare_script = Path(tempfile.mkdtemp()) / "bare_app.py"
     bare_script.write_text(BARE_APP.format(body=json.dumps(body)), encoding="utf-8")
 
-    def start(target: str, engine: str):  # -> (process, ready URL, loaded URL)
+    def start(target: str):  # -> (process, ready URL, loaded URL)
         if target == "chassis":
-            process, base = bench.start_service(python, ["--server-engine", engine], cwd=project, cpu="0")
+            process, base = bench.start_service(python, [], cwd=project, cpu="0")
             return process, f"{base}/health/ready", f"{base}/info"
         port = bench.free_port()
-        process = subprocess.Popen(["taskset", "-c", "0", python, str(bare_script), engine, str(port)],
+        process = subprocess.Popen(["taskset", "-c", "0", python, str(bare_script), str(port)],
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         base = f"http://127.0.0.1:{port}"
         return process, f"{base}/", f"{base}/"
 
     print(f"{args.rounds} interleaved rounds of {args.duration} s, {args.connections} connections")
-    summary = {}
-    for engine in args.engines.split(","):
-        results: dict[str, list] = {"bare": [], "chassis": []}
-        memory: dict[str, float] = {}
-        ready: dict[str, list[float]] = {"bare": [], "chassis": []}
-        for _ in range(args.rounds):
-            for target in ("bare", "chassis"):
-                process, ready_url, url = start(target, engine)
-                try:
-                    ready[target].append(bench.wait_until_ready(process, ready_url))
-                    results[target].append(bench.run_wrk(url, duration=args.duration,
-                                                         connections=args.connections, cpu="1"))
-                    memory[target] = bench.rss_mb(process.pid)
-                finally:
-                    bench.stop(process)
-        rows = {}
-        for target, runs in results.items():
-            rows[target] = (statistics.median(r.requests_per_second for r in runs),
-                            statistics.median(r.p50_ms for r in runs),
-                            statistics.median(r.p99_ms for r in runs))
-            print(f"  {engine:<10}{target:<9}{rows[target][0]:>9.0f} req/s   p50 {rows[target][1]:6.2f} ms"
-                  f"   p99 {rows[target][2]:6.2f} ms   RSS after load {memory[target]:5.1f} MB")
-        ratio = rows["chassis"][0] / rows["bare"][0]
-        summary[engine] = ratio
-        print(f"  {engine:<10}chassis keeps {ratio:.0%} of bare throughput; start to ready (median): "
-              f"chassis {statistics.median(ready['chassis']):.2f} s, bare {statistics.median(ready['bare']):.2f} s")
-    print("ratios: " + ", ".join(f"{engine} {ratio:.2f}" for engine, ratio in summary.items()))
+    results: dict[str, list] = {"bare": [], "chassis": []}
+    memory: dict[str, float] = {}
+    ready: dict[str, list[float]] = {"bare": [], "chassis": []}
+    for _ in range(args.rounds):
+        for target in ("bare", "chassis"):
+            process, ready_url, url = start(target)
+            try:
+                ready[target].append(bench.wait_until_ready(process, ready_url))
+                results[target].append(bench.run_wrk(url, duration=args.duration,
+                                                     connections=args.connections, cpu="1"))
+                memory[target] = bench.rss_mb(process.pid)
+            finally:
+                bench.stop(process)
+    rows = {}
+    for target, runs in results.items():
+        rows[target] = (statistics.median(r.requests_per_second for r in runs),
+                        statistics.median(r.p50_ms for r in runs),
+                        statistics.median(r.p99_ms for r in runs))
+        print(f"  {target:<9}{rows[target][0]:>9.0f} req/s   p50 {rows[target][1]:6.2f} ms"
+              f"   p99 {rows[target][2]:6.2f} ms   RSS after load {memory[target]:5.1f} MB")
+    ratio = rows["chassis"][0] / rows["bare"][0]
+    print(f"  chassis keeps {ratio:.0%} of bare throughput; start to ready (median): "
+          f"chassis {statistics.median(ready['chassis']):.2f} s, bare {statistics.median(ready['bare']):.2f} s")
+    print(f"ratio: {ratio:.2f}")
     return 0
 
 

@@ -34,12 +34,12 @@ MAX_NAME_LENGTH = 50
 # with one of these names would shadow it (``import quart`` would find the service).
 DEPENDENCY_MODULES = {
     "_pytest", "aiofiles", "alembic", "anyio", "asyncpg", "blinker", "certifi", "click",
-    "flask", "h11", "h2", "hatchling", "hpack", "httpcore", "httptools", "httpx",
+    "flask", "h11", "h2", "hatchling", "hpack", "httpcore", "httpx",
     "hypercorn", "hyperframe", "idna", "iniconfig", "itsdangerous", "jinja2", "markupsafe",
     "mypy", "opentelemetry", "packaging", "pip", "pkg_resources", "pluggy", "priority",
     "prometheus_client", "pydantic", "pytest", "pytest_asyncio", "quart", "quart_schema",
     "redis", "ruff", "setuptools", "sniffio", "sqlalchemy", "structlog", "tenacity",
-    "typing_extensions", "uv", "uvicorn", "uvloop", "werkzeug", "wsproto", "yaml",
+    "typing_extensions", "uv", "uvloop", "werkzeug", "wsproto", "yaml",
 }
 # Names that collide with the project's own layout or with test discovery.
 RESERVED_NAMES = {"conftest", "setup", "site", "src", "test", "tests"}

@@ -5,7 +5,7 @@ Python (Quart 0.22 below 3.13, 0.23 from 3.13). On each interpreter (``interpret
 where each comes from; 3.12 and 3.13 are skipped, saying why, on a machine without them) it is
 installed and tested by its own ``make test`` into an environment of that Python and checked by
 its ``make lint`` (what its CI runs on the lowest and the newest), then served as
-a real process on both engines: ready over HTTP, ``/info`` names that Python, and SIGTERM with
+a real process on both event loops: ready over HTTP, ``/info`` names that Python, and SIGTERM with
 an idle keep-alive connection and a client sending its body slowly ends it with exit 0 within
 ``shutdown.delay + shutdown.grace_period + resources.stop_timeout`` plus a second
 (``stop_check.py``). ``test_pythons_with_servers.py`` runs the variants with PostgreSQL and
@@ -28,7 +28,7 @@ from stop_check import STOP_LIMIT, STOP_SETTINGS, stop_with_idle_and_slow_client
 pytestmark = [pytest.mark.slow, pytest.mark.pythons]
 
 PREFIX = DEFAULT_PACKAGE.upper()
-ENGINES = ("hypercorn", "uvicorn")
+LOOPS = ("uvloop", "asyncio")
 
 
 @pytest.fixture(scope="module")
@@ -62,10 +62,10 @@ def test_the_default_project_passes_its_suite_and_lint_and_stops_cleanly_on(
     print(f"\n[figures] Python {version}: make test (install from the lock, then the suite): {summary}, "
           f"{seconds:.0f} s; make lint {lint_seconds:.0f} s; Quart {quart}")
 
-    for engine in ENGINES:
+    for loop in LOOPS:
         port = free_port()
         settings = {f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port),
-                    f"{PREFIX}_SERVER_ENGINE": engine, **STOP_SETTINGS}
+                    f"{PREFIX}_SERVER_LOOP": loop, **STOP_SETTINGS}
         process = python.popen([python.path(venv / "bin" / "python"), "-m", DEFAULT_PACKAGE], settings)
         try:
             ready_in = wait_for_status(process, f"http://127.0.0.1:{port}/health/ready", timeout=60)
@@ -76,7 +76,7 @@ def test_the_default_project_passes_its_suite_and_lint_and_stops_cleanly_on(
             if process.poll() is None:
                 process.kill()
                 process.communicate(timeout=30)
-        print(f"[figures] Python {version}, {engine}: ready {ready_in:.2f} s after start; {stop.figures()}")
+        print(f"[figures] Python {version}, {loop} loop: ready {ready_in:.2f} s after start; {stop.figures()}")
         assert stop.exit_code == 0, stop.output[-4000:]
         assert stop.seconds < STOP_LIMIT, stop.figures()
         assert stop.slow_answer.startswith(b"HTTP/1.1 503"), stop.figures()

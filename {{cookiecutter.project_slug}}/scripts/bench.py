@@ -5,7 +5,7 @@ logs to /dev/null) on a free local port, waits until it is ready, then drives ea
 wrk from a separate process and prints requests per second and p50/p99 latency.  Needs wrk (Debian/Ubuntu:
 ``sudo apt-get install wrk``; macOS: ``brew install wrk``).
 
-Flags after ``--`` go to the service, e.g. ``make bench ARGS="-- --server-engine uvicorn"``.
+Flags after ``--`` go to the service, e.g. ``make bench ARGS="-- --server-workers 2"``.
 """
 
 from __future__ import annotations

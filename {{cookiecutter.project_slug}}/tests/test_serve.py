@@ -66,26 +66,26 @@ def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pope
             process.communicate(timeout=10)
 
 
-@pytest.fixture(params=["hypercorn", "uvicorn"])
+@pytest.fixture(params=["uvloop", "asyncio"])
 {%- if cookiecutter.database == "postgresql" %}
 def service(
     request: pytest.FixtureRequest, database_env: dict[str, str]
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The service as a real process on a free port, on each server engine, with its own schema."""
+    """The service as a real process on a free port, on each event loop, with its own schema."""
     port = free_port()
     env = {
         **os.environ,
         **database_env,
 {%- else %}
 def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The service as a real process on a free port, on each server engine."""
+    """The service as a real process on a free port, on each event loop."""
     port = free_port()
     env = {
         **os.environ,
 {%- endif %}
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SERVER_PORT": str(port),
-        f"{PREFIX}_SERVER_ENGINE": request.param,
+        f"{PREFIX}_SERVER_LOOP": request.param,
         f"{PREFIX}_SHUTDOWN_DELAY": "0.2",  # no load balancer to wait for
     }
     command = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]

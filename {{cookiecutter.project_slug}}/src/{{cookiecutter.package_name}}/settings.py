@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import math
 import os
 import re
 import types
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, Literal, Union, dataclass_transform, get_args, get_origin, get_type_hints
+from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 import yaml
 
@@ -36,11 +38,12 @@ SETTINGS_KEY = "SETTINGS"
 Source = Literal["default", "file", "env", "cli"]
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console"]
-ServerEngine = Literal["hypercorn", "uvicorn"]
 EventLoop = Literal["auto", "asyncio", "uvloop"]
 
 # A comma-separated list of origins (scheme://host[:port]), or "*", or nothing.
 _ORIGINS = r"|\*|https?://[^\s,/]+(\s*,\s*https?://[^\s,/]+)*"
+# A comma-separated list of IP addresses or CIDR ranges, or nothing (check_networks looks closer).
+_NETWORKS = r"|[0-9A-Fa-f.:/]+(\s*,\s*[0-9A-Fa-f.:/]+)*"
 {%- if cookiecutter.database == "postgresql" %}
 # postgresql://user:password@host:port/database, optionally with ?options.
 _POSTGRES_URL = r"postgres(ql)?(\+asyncpg)?://[^\s/?#]+/[^\s/?#]+(\?\S*)?"
@@ -54,6 +57,75 @@ _REDIS_URL = r"rediss?://[^\s/?#]+(/\d{1,2})?(\?\S*)?"
 {%- endif %}
 _TRUE_WORDS = {"1", "true", "yes", "on"}
 _FALSE_WORDS = {"0", "false", "no", "off"}
+{%- if cookiecutter.database == "postgresql" %}
+# PostgreSQL's sslmode values; asyncpg takes the same words as its ``ssl`` argument.
+SSL_MODES = frozenset({"disable", "allow", "prefer", "require", "verify-ca", "verify-full"})
+{%- endif %}
+
+
+def check_url(value: str, schemes: tuple[str, ...]) -> None:
+    """Raise ``ValueError`` unless ``value`` is a URL with one of ``schemes``, a host and a valid port."""
+    try:
+        parts = urlsplit(value)
+        port = parts.port  # raises for a port that is not a number from 0 to 65535
+    except ValueError as error:
+        raise ValueError(f"it cannot be parsed ({error})") from None
+    if parts.scheme not in schemes:
+        raise ValueError(f"its scheme is {parts.scheme or 'missing'}")
+    if not parts.hostname:
+        raise ValueError("it names no host")
+    if port == 0:
+        raise ValueError("its port is 0")
+
+
+def check_http_url(value: str) -> None:
+    check_url(value, ("http", "https"))
+
+
+def check_networks(value: str) -> None:
+    """Raise ``ValueError`` unless ``value`` is a comma-separated list of IP addresses or CIDR ranges."""
+    for item in filter(None, (part.strip() for part in value.split(","))):
+        try:
+            ipaddress.ip_network(item)
+        except ValueError as error:
+            raise ValueError(str(error)) from None
+{%- if cookiecutter.database == "postgresql" %}
+
+
+def check_postgres_url(value: str) -> None:
+    """A PostgreSQL URL whose options asyncpg can use: only sslmode and application_name."""
+    check_url(value, ("postgres", "postgresql", "postgresql+asyncpg"))
+    for name, option in parse_qsl(urlsplit(value).query, keep_blank_values=True):
+        if name not in ("sslmode", "application_name"):
+            raise ValueError(f"it has the option {name!r}; only sslmode and application_name are supported")
+        if name == "sslmode" and option not in SSL_MODES:
+            raise ValueError(f"sslmode is {option!r}, not one of {', '.join(sorted(SSL_MODES))}")
+{%- endif %}
+{%- if cookiecutter.cache == "redis" %}
+
+
+def check_redis_url(value: str) -> None:
+    """A Redis URL without options (the cache.* settings give them)."""
+    check_url(value, ("redis", "rediss"))
+    if urlsplit(value).query:
+        raise ValueError("it has options; set them with the cache settings instead")
+{%- endif %}
+
+
+def redact_url(value: str) -> str:
+    """``value`` with a URL's password and query values replaced by ``***``; other text unchanged."""
+    try:
+        parts = urlsplit(value)
+    except ValueError:
+        return value
+    if not parts.scheme or not parts.netloc:
+        return value
+    netloc = parts.netloc
+    if parts.password is not None:
+        userinfo, _, host = netloc.rpartition("@")
+        netloc = f"{userinfo.split(':', 1)[0]}:{REDACTED}@{host}"
+    query = "&".join(f"{name}={REDACTED}" for name, _ in parse_qsl(parts.query, keep_blank_values=True))
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def setting(
@@ -64,12 +136,22 @@ def setting(
     minimum: float | None = None,
     maximum: float | None = None,
     pattern: tuple[str, str] | None = None,
+    check: Callable[[Any], None] | None = None,
 ) -> Any:
     """Declare one setting: default, help text, whether it is secret, and its bounds or pattern.
 
     ``pattern`` is a regular expression the whole text must match, with a description of it.
+    ``check`` looks deeper (a URL's port, a network's prefix) and raises ``ValueError`` saying
+    what is wrong, in words that never repeat a secret.
     """
-    metadata = {"help": help, "secret": secret, "minimum": minimum, "maximum": maximum, "pattern": pattern}
+    metadata = {
+        "help": help,
+        "secret": secret,
+        "minimum": minimum,
+        "maximum": maximum,
+        "pattern": pattern,
+        "check": check,
+    }
     return dataclasses.field(default=default, metadata=metadata)
 
 
@@ -88,9 +170,6 @@ class ServerSettings:
         help="Worker processes. 1 serves in a single process; more share the port.",
         minimum=1,
         maximum=64,
-    )
-    engine: ServerEngine = setting(
-        default="hypercorn", help="hypercorn (HTTP/1.1 and HTTP/2) or uvicorn (faster, HTTP/1.1)."
     )
     loop: EventLoop = setting(
         default="auto", help="Event loop: auto (uvloop when installed), asyncio or uvloop."
@@ -126,6 +205,7 @@ class TracingSettings:
         default=None,
         help="OTLP/HTTP traces endpoint (e.g. http://collector:4318/v1/traces); empty: no export.",
         pattern=(r"https?://\S+", "an http:// or https:// URL"),
+        check=check_http_url,
     )
     sample_ratio: float = setting(
         default=1.0, help="Share of new traces that are sampled (parent-based).", minimum=0, maximum=1
@@ -151,11 +231,49 @@ class HttpSettings:
         minimum=1,
         maximum=1_073_741_824,
     )
-    request_timeout: float = setting(
+    body_timeout: float = setting(
         default=30.0,
-        help="Seconds a request handler may take; past it the client gets 504.",
+        help="Seconds a request's body may take to arrive; a slower client gets 408.",
         minimum=0.001,
         maximum=3600,
+    )
+    request_timeout: float = setting(
+        default=30.0,
+        help="Seconds a request handler may take once the body is in; past it the client gets 504.",
+        minimum=0.001,
+        maximum=3600,
+    )
+    keep_alive_timeout: float = setting(
+        default=5.0,
+        help="Seconds a client may take to send a request's headers, or leave a connection idle; "
+        "then it is closed. Behind a proxy that reuses connections, keep it above the proxy's idle timeout.",
+        minimum=0.1,
+        maximum=3600,
+    )
+    max_header_size: int = setting(
+        default=16_384,
+        help="Largest request line and headers, in bytes; larger gets 431.",
+        minimum=1024,
+        maximum=1_048_576,
+    )
+    max_json_depth: int = setting(
+        default=32,
+        help="Deepest nesting of arrays and objects in a JSON body; deeper gets 400.",
+        minimum=1,
+        maximum=500,
+    )
+    max_concurrent_requests: int = setting(
+        default=100,
+        help="Requests handled at once; more get 503 at once (health probes and metrics are never refused).",
+        minimum=1,
+        maximum=100_000,
+    )
+    trusted_proxies: str = setting(
+        default="",
+        help="Proxies (IP addresses or CIDR ranges, comma-separated) whose X-Forwarded-For, "
+        "X-Forwarded-Proto and Forwarded headers name the client; empty: none is trusted.",
+        pattern=(_NETWORKS, "comma-separated IP addresses or CIDR ranges such as 10.0.0.0/8"),
+        check=check_networks,
     )
     cors_allow_origins: str = setting(
         default="",
@@ -198,6 +316,7 @@ class UpstreamSettings:
         default="http://localhost",
         help="Base URL of the upstream service.",
         pattern=(r"https?://\S+", "an http:// or https:// URL"),
+        check=check_http_url,
     )
     connect_timeout: float = setting(
         default=2.0, help="Seconds to wait for a connection.", minimum=0.001, maximum=600
@@ -240,6 +359,7 @@ class DatabaseSettings:
         help="PostgreSQL URL: postgresql://user:password@host:port/database (secret).",
         secret=True,
         pattern=(_POSTGRES_URL, "a PostgreSQL URL: postgresql://user:password@host:port/database"),
+        check=check_postgres_url,
     )
     schema: str | None = setting(
         default=None,
@@ -273,6 +393,7 @@ class CacheSettings:
         help="Redis URL: redis://[:password@]host:port/db, rediss:// for TLS (secret).",
         secret=True,
         pattern=(_REDIS_URL, "a Redis URL: redis://[:password@]host:port/db"),
+        check=check_redis_url,
     )
     ttl: int = setting(default=300, help="Seconds an item stays cached.", minimum=1, maximum=86_400)
     timeout: float = setting(
@@ -334,6 +455,7 @@ class SettingSpec:
     minimum: float | None
     maximum: float | None
     pattern: tuple[str, str] | None
+    check: Callable[[Any], None] | None = None
 
     @property
     def key(self) -> str:
@@ -399,6 +521,11 @@ class SettingSpec:
             too_high = self.maximum is not None and value > self.maximum
             if too_low or too_high:
                 raise ValueError(self.describe())
+        if self.check is not None:
+            try:
+                self.check(value)
+            except ValueError as problem:
+                raise ValueError(f"{self.describe()}, but {problem}") from None
         return value
 
 
@@ -438,6 +565,7 @@ def _walk_section(section_type: type[Any], defaults: Any, path: str) -> Iterator
             minimum=item.metadata["minimum"],
             maximum=item.metadata["maximum"],
             pattern=item.metadata["pattern"],
+            check=item.metadata["check"],
         )
 
 
@@ -495,7 +623,10 @@ def dump_settings(loaded: LoadedSettings, root: type[Any] = Settings) -> str:
             lines.append(f"{'  ' * depth}{path[depth]}:")
         open_sections = path
         value = _get(loaded.settings, spec.key)
-        shown = REDACTED if spec.secret and value not in (None, "") else value
+        if spec.secret and value not in (None, ""):
+            shown = REDACTED
+        else:
+            shown = redact_url(value) if isinstance(value, str) else value
         indent = "  " * len(path)
         lines.append(f"{indent}{spec.name}: {_yaml_scalar(shown)}  # {loaded.sources[spec.key]}")
     return "\n".join(lines) + "\n"
@@ -525,10 +656,10 @@ def _resolve(
         if present:
             try:
                 return spec.parse(raw), source
-            except ValueError:
-                shown = REDACTED if spec.secret else repr(raw)
+            except ValueError as problem:
+                shown = REDACTED if spec.secret else repr(redact_url(raw) if isinstance(raw, str) else raw)
                 raise SettingsError(
-                    f"invalid setting {spec.key} = {shown} (from {origin}): expected {spec.describe()}"
+                    f"invalid setting {spec.key} = {shown} (from {origin}): expected {problem}"
                 ) from None
     return spec.default, "default"
 

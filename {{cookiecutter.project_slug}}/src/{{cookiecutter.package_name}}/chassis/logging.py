@@ -29,9 +29,6 @@ from ..settings import LoggingSettings
 LIBRARY_LOGGERS = (
     "hypercorn.error",
     "hypercorn.access",
-    "uvicorn",
-    "uvicorn.error",
-    "uvicorn.access",
     "asyncio",
 )
 

@@ -1,4 +1,4 @@
-"""Run the service: bind the socket, pick the event loop and engine, handle stop signals.
+"""Run the service: bind the socket, pick the event loop, serve, handle stop signals.
 
 The listening socket is bound before the app starts, so a port that is taken is
 reported at once.  With one worker the service runs in this process (no
@@ -29,8 +29,8 @@ from multiprocessing.process import BaseProcess
 from hypercorn.config import Sockets
 
 from ..settings import Settings
-from .engines import hypercorn_config, serve_hypercorn, serve_uvicorn
 from .health import health_of
+from .http_server import hypercorn_config, serve_http
 from .lifecycle import lifecycle_of
 from .limits import TimeLimitedQuart
 from .logging import get_logger
@@ -40,7 +40,6 @@ AppFactory = Callable[[Settings], TimeLimitedQuart]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EXIT_FORCED = 1
-ENGINES = {"hypercorn": serve_hypercorn, "uvicorn": serve_uvicorn}
 
 log = get_logger(__name__)
 
@@ -110,7 +109,7 @@ async def _serve_until_signalled(
         loop.add_signal_handler(signum, shutdown.on_signal, signum)
     for received in early_signals:
         shutdown.on_signal(received)
-    await ENGINES[settings.server.engine](app, settings, sockets, stop)
+    await serve_http(app, settings, sockets, stop)
     log.info("server stopped")
 
 
