@@ -8,11 +8,14 @@ from .chassis.errors import install_errors
 from .chassis.health import Health, install_health
 from .chassis.http_client import EXTENSION_KEY as UPSTREAMS_KEY
 from .chassis.http_client import HttpClientMetrics, http_clients
-from .chassis.instrumentation import install_instrumentation
+from .chassis.instrumentation import PROBE_ROUTES, install_instrumentation
+from .chassis.json_body import install_json_body
 from .chassis.lifecycle import Lifecycle, install_lifecycle
 from .chassis.limits import TimeLimitedQuart, install_limits
 from .chassis.metrics import HttpMetrics, install_metrics
 from .chassis.openapi import install_openapi
+from .chassis.proxies import install_proxy_headers
+from .chassis.request_guard import install_request_guard
 from .chassis.security import install_cors
 from .chassis.tracing import Tracing
 from .services import EXTENSION_KEY as SERVICES_KEY
@@ -59,11 +62,17 @@ def create_app(settings: Settings, services: Services | None = None) -> TimeLimi
     app.extensions[UPSTREAMS_KEY] = upstreams
     app.extensions[SERVICES_KEY] = services
 
+    # ASGI middleware, innermost first: the guard, then the instrumentation that counts and
+    # logs every request (the guard's refusals too), then the proxies' view of the client.
+    probes_and_scrapes = frozenset((*PROBE_ROUTES, settings.metrics.path))
+    install_request_guard(app, health, settings.http, always_admitted=probes_and_scrapes)
     install_instrumentation(
         app, metrics=metrics, tracing=tracing, logging=settings.logging, metrics_path=settings.metrics.path
     )
+    install_proxy_headers(app, settings.http)
     install_errors(app)
     install_limits(app, settings.http)
+    install_json_body(app, settings.http)
     install_cors(app, settings.http)
     install_lifecycle(app, lifecycle)
     install_health(app, health)

@@ -168,9 +168,15 @@ def migrate_command(config_file: Path | None, sql: bool, **flags: Any) -> None:
 
     try:
         upgrade(loaded.settings.database, sql=sql)
-    except Exception as error:
-        if not is_unavailable(error):
-            raise
-        click.echo(f"error: cannot reach the database to migrate: {type(error).__name__}: {error}", err=True)
+    except Exception as error:  # one line for the operator, whatever went wrong
+        what = "cannot reach the database to migrate" if is_unavailable(error) else "the migration failed"
+        click.echo(f"error: {what}: {one_line(error)}", err=True)
         sys.exit(1)
+
+
+def one_line(error: BaseException) -> str:
+    """The error's type and the first line of its message (SQLAlchemy's go on with SQL and links)."""
+    cause = getattr(error, "orig", None) or error
+    message = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {message[0]}" if message else type(cause).__name__
 {%- endif %}

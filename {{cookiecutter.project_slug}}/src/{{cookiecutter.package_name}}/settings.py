@@ -93,12 +93,12 @@ def check_networks(value: str) -> None:
 
 
 def check_postgres_url(value: str) -> None:
-    """A PostgreSQL URL whose options asyncpg can use: only sslmode and application_name."""
+    """A PostgreSQL URL whose one option, if any, is sslmode (the database.* settings give the rest)."""
     check_url(value, ("postgres", "postgresql", "postgresql+asyncpg"))
     for name, option in parse_qsl(urlsplit(value).query, keep_blank_values=True):
-        if name not in ("sslmode", "application_name"):
-            raise ValueError(f"it has the option {name!r}; only sslmode and application_name are supported")
-        if name == "sslmode" and option not in SSL_MODES:
+        if name != "sslmode":
+            raise ValueError(f"it has the option {name!r}; the one option supported is sslmode")
+        if option not in SSL_MODES:
             raise ValueError(f"sslmode is {option!r}, not one of {', '.join(sorted(SSL_MODES))}")
 {%- endif %}
 {%- if cookiecutter.cache == "redis" %}

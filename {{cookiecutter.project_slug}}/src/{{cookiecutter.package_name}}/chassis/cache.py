@@ -18,7 +18,7 @@ from redis.exceptions import RedisError
 
 from ..settings import CacheSettings
 from .lifecycle import Resource, ResourceCheck
-from .logging import get_logger
+from .logging import Throttled, get_logger
 
 log = get_logger(__name__)
 
@@ -45,6 +45,7 @@ class CacheMetrics:
 class Cache(Resource):
     def __init__(self, settings: CacheSettings, *, metrics: CacheMetrics) -> None:
         self._settings = settings
+        self._failures = Throttled(log)
         self._metrics = metrics
         self._redis: Redis | None = None
 
@@ -109,4 +110,6 @@ class Cache(Resource):
 
     def _failed(self, operation: str, error: Exception) -> None:
         self._metrics.errors.labels(operation).inc()
-        log.warning("cache call failed; carrying on without it", operation=operation, error=repr(error))
+        self._failures.warning(
+            "cache call failed; carrying on without it", key=operation, operation=operation, error=repr(error)
+        )

@@ -56,8 +56,15 @@ def is_unavailable(error: BaseException) -> bool:
 
 
 def database_url(settings: DatabaseSettings) -> URL:
-    """The URL with the asyncpg driver, whichever ``postgresql`` spelling the setting used."""
-    return make_url(settings.url).set(drivername=DRIVER)
+    """The URL with the asyncpg driver, whichever ``postgresql`` spelling the setting used.
+
+    Its options become asyncpg's arguments: ``sslmode`` (libpq's name, which managed
+    PostgreSQL services document) is asyncpg's ``ssl``, which takes the same words.
+    """
+    url = make_url(settings.url).set(drivername=DRIVER)
+    if "sslmode" in url.query:
+        url = url.difference_update_query(["sslmode"]).update_query_dict({"ssl": url.query["sslmode"]})
+    return url
 
 
 def create_engine(settings: DatabaseSettings, *, statement_timeout: float | None = None) -> AsyncEngine:
@@ -68,6 +75,8 @@ def create_engine(settings: DatabaseSettings, *, statement_timeout: float | None
         server_settings["search_path"] = settings.schema
     return create_async_engine(
         database_url(settings),
+        # Errors and logs show the SQL but never its parameters, which carry request data.
+        hide_parameters=True,
         pool_size=settings.pool_size,
         max_overflow=settings.max_overflow,
         pool_timeout=settings.pool_timeout,

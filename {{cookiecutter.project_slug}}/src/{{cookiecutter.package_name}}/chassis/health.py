@@ -24,7 +24,7 @@ from typing import Any
 
 from quart import Blueprint, Quart, current_app
 
-from .logging import get_logger
+from .logging import Throttled, get_logger
 
 EXTENSION_KEY = "health"
 DEFAULT_CHECK_TIMEOUT = 2.0
@@ -64,10 +64,16 @@ class Health:
         self._started = False
         self._draining = False
         self._checks: dict[str, HealthCheck] = {}
+        self._failures = Throttled(log)  # every probe would log a failing check again
 
     @property
     def started(self) -> bool:
         return self._started
+
+    @property
+    def draining(self) -> bool:
+        """Whether shutdown has begun."""
+        return self._draining
 
     def add_check(
         self, name: str, check: Check, *, critical: bool = True, timeout: float = DEFAULT_CHECK_TIMEOUT
@@ -100,10 +106,14 @@ class Health:
             async with asyncio.timeout(check.timeout):
                 up = await check.check() is not False
         except TimeoutError:
-            log.warning("health check timed out", check=check.name, timeout=check.timeout)
+            self._failures.warning(
+                "health check timed out", key=check.name, check=check.name, timeout=check.timeout
+            )
             up = False
         except Exception as error:  # any failure of a check means DOWN, never a 500
-            log.warning("health check failed", check=check.name, error=type(error).__name__)
+            self._failures.warning(
+                "health check failed", key=check.name, check=check.name, error=type(error).__name__
+            )
             up = False
         return CheckResult(up, round((time.perf_counter() - started) * 1000, 3))
 

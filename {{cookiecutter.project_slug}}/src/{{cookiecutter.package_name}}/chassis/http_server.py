@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from http import HTTPStatus
 
 import h11
 import hypercorn.asyncio
@@ -32,6 +31,7 @@ from hypercorn.protocol.h11 import H11Protocol
 from quart import Quart
 
 from ..settings import Settings
+from .errors import CONTENT_TYPE, problem_document
 from .security import SECURITY_HEADERS
 
 # Seconds Hypercorn's own graceful timeout adds to ``shutdown.grace_period``.
@@ -95,16 +95,9 @@ def answer_unparsable_requests_with_problems() -> None:
 async def _send_problem(protocol: H11Protocol, status_code: int) -> None:
     # h11 hints 501 for a Transfer-Encoding it does not know: that is the client's mistake.
     status = status_code if 400 <= status_code < 500 else 400
-    body = json.dumps(
-        {
-            "type": "about:blank",
-            "title": HTTPStatus(status).phrase,
-            "status": status,
-            "detail": UNPARSABLE_DETAIL.get(status, HTTPStatus(status).description),
-        }
-    ).encode()
+    body = json.dumps(problem_document(status, UNPARSABLE_DETAIL.get(status))).encode()
     headers = [
-        (b"content-type", b"application/problem+json"),
+        (b"content-type", CONTENT_TYPE.encode()),
         (b"content-length", str(len(body)).encode()),
         (b"connection", b"close"),
         *SECURITY_HEADERS,

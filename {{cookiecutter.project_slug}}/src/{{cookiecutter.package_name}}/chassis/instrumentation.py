@@ -9,6 +9,9 @@ is sent; afterwards it
 counts the request and writes the one access line.  A single ``before_request``
 hook records the matched route template: the metric label and the access line
 use the template (``/items/<id>``), never the raw path.
+
+A client that goes away before it is answered is counted and logged with status 499
+(nginx's "client closed request"), not as a server error: no 500 was sent.
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
 
-from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, ASGISendEvent, Scope
+from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, ASGISendEvent, Scope
 from quart import Quart, request
 
 from ..settings import LoggingSettings
@@ -33,6 +36,7 @@ PROBE_ROUTES = ("/health/live", "/health/ready", "/health/startup")
 # Methods outside this set share one label value, so clients cannot add series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 OTHER_METHOD = "OTHER"
+CLIENT_CLOSED = 499
 
 
 @dataclasses.dataclass(slots=True)
@@ -101,17 +105,26 @@ class _InstrumentationMiddleware:
         in_progress.inc()
         request_id_header = (REQUEST_ID_KEY, request_id.encode("latin-1"))
         status = 500  # what the client sees if the app fails before answering
+        answered = client_gone = False
+
+        async def receive_noting_disconnect() -> ASGIReceiveEvent:
+            nonlocal client_gone
+            message = await receive()
+            client_gone = client_gone or message["type"] == "http.disconnect"
+            return message
 
         async def send_with_request_id(message: ASGISendEvent) -> None:
-            nonlocal status
+            nonlocal status, answered
             if message["type"] == "http.response.start":
-                status = message["status"]
+                status, answered = message["status"], True
                 message["headers"] = [*message["headers"], request_id_header, *SECURITY_HEADERS]
             await send(message)
 
         try:
-            await self._app(scope, receive, send_with_request_id)
+            await self._app(scope, receive_noting_disconnect, send_with_request_id)
         finally:
+            if client_gone and not answered:
+                status = CLIENT_CLOSED
             seconds = (time.perf_counter_ns() - started_ns) / 1e9
             in_progress.dec()
             self._metrics.observe(method, state.route, status, seconds)

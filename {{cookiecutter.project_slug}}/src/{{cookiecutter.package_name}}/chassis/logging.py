@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import sys
 import time
 from contextvars import ContextVar
@@ -41,6 +42,9 @@ class RequestFields:
     trace_id: str
     span_id: str
 
+
+# Seconds between two lines about one recurring failure (see Throttled).
+THROTTLE_INTERVAL = 60.0
 
 # One context variable for all request fields: cheaper than binding each key separately.
 _request_fields: ContextVar[RequestFields | None] = ContextVar("request_fields", default=None)
@@ -132,6 +136,32 @@ def get_logger(name: str) -> Any:
     own factory; ``_rename_logger_name`` turns it into ``logger``.)
     """
     return structlog.get_logger(logger_name=name)
+
+
+class Throttled:
+    """Warnings about a recurring failure: the first at once, then at most one line per ``interval``.
+
+    A dependency that is down fails on every request; a line for each would bury everything
+    else, and cost as much as the requests.  The lines left out are counted, and the next one
+    logged says how many (``repeated``); the failure metrics keep the exact numbers.  Each
+    event, with its ``key`` (an upstream's name, a check's), is throttled on its own.
+    """
+
+    def __init__(self, logger: Any, *, interval: float = THROTTLE_INTERVAL) -> None:
+        self._logger = logger
+        self._interval = interval
+        self._last: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def warning(self, event: str, *, key: str = "", **fields: Any) -> None:
+        now = time.monotonic()
+        logged_at, left_out = self._last.get((event, key), (-math.inf, 0))
+        if now - logged_at < self._interval:
+            self._last[(event, key)] = (logged_at, left_out + 1)
+            return
+        self._last[(event, key)] = (now, 0)
+        if left_out:
+            fields["repeated"] = left_out
+        self._logger.warning(event, **fields)
 
 
 def bound_logger(name: str) -> Any:

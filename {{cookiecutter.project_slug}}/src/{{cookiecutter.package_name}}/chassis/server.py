@@ -11,6 +11,12 @@ port is closed (new connections are refused; idle keep-alive connections are
 closed) and in-flight requests get ``shutdown.grace_period`` seconds to finish;
 handlers still running then are cancelled and answer 503.  Then the resources stop
 and the process exits 0.  A second signal exits at once, with code 1.
+
+With several workers, the supervisor asks them to stop by closing a pipe each one
+watches, not by passing the signal on: a signal sent to the whole process group (Ctrl+C
+in a terminal, systemd's default ``KillMode=control-group``) then reaches each worker
+once, so it drains exactly as when only the supervisor is signalled.  A worker whose
+supervisor dies sees the pipe close too, and stops.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import os
 import signal
 import sys
 from collections.abc import Callable, Sequence
-from multiprocessing.connection import wait
+from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
 
 from hypercorn.config import Sockets
@@ -81,25 +87,36 @@ def loop_factory(settings: Settings) -> LoopFactory | None:
     return uvloop.new_event_loop
 
 
-def run_worker(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:
-    """Build the app and serve it on ``sockets`` until SIGTERM or SIGINT; return the exit code."""
+def run_worker(
+    app_factory: AppFactory, settings: Settings, sockets: Sockets, supervisor: Connection | None = None
+) -> int:
+    """Build the app and serve it on ``sockets`` until SIGTERM or SIGINT; return the exit code.
+
+    ``supervisor`` is the read end of the supervisor's stop pipe, when there is one.
+    """
     # A stop signal may come while the app is still being built: remember it, stop at once later.
     early_signals: list[int] = []
     for signum in STOP_SIGNALS:
         signal.signal(signum, lambda received, _frame: early_signals.append(received))
     app = app_factory(settings)
     with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
-        runner.run(_serve_until_signalled(app, settings, sockets, early_signals))
+        runner.run(_serve_until_signalled(app, settings, sockets, early_signals, supervisor))
     return 1 if lifecycle_of(app).failed else 0
 
 
-def _worker_process(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> None:
+def _worker_process(
+    app_factory: AppFactory, settings: Settings, sockets: Sockets, supervisor: Connection
+) -> None:
     """Entry point of a spawned worker process: its exit code is the worker's."""
-    sys.exit(run_worker(app_factory, settings, sockets))
+    sys.exit(run_worker(app_factory, settings, sockets, supervisor))
 
 
 async def _serve_until_signalled(
-    app: TimeLimitedQuart, settings: Settings, sockets: Sockets, early_signals: list[int]
+    app: TimeLimitedQuart,
+    settings: Settings,
+    sockets: Sockets,
+    early_signals: list[int],
+    supervisor: Connection | None,
 ) -> None:
     stop = asyncio.Event()
     lifecycle_of(app).request_stop = stop
@@ -107,6 +124,9 @@ async def _serve_until_signalled(
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
         loop.add_signal_handler(signum, shutdown.on_signal, signum)
+    if supervisor is not None:
+        # Readable only once the supervisor closes its end: that is its request to stop.
+        loop.add_reader(supervisor.fileno(), shutdown.on_supervisor_request, supervisor.fileno())
     for received in early_signals:
         shutdown.on_signal(received)
     await serve_http(app, settings, sockets, stop)
@@ -123,6 +143,7 @@ class _GracefulShutdown:
         self._grace_period = settings.shutdown.grace_period
         self._stop = stop
         self._signalled = False
+        self._stopping = False
 
     def on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -132,8 +153,20 @@ class _GracefulShutdown:
             sys.stderr.flush()
             os._exit(EXIT_FORCED)  # skip everything: this is what the operator asked for
         self._signalled = True
+        if not self._stopping:  # the supervisor may have asked first, for the same signal
+            log.info("stop signal received; draining", signal=name, delay=self._delay)
+            self._begin()
+
+    def on_supervisor_request(self, fd: int) -> None:
+        """The supervisor asks this worker to stop; the same signal may reach it directly too."""
+        asyncio.get_running_loop().remove_reader(fd)
+        if not self._stopping:
+            log.info("stop requested by the supervisor; draining", delay=self._delay)
+            self._begin()
+
+    def _begin(self) -> None:
+        self._stopping = True
         health_of(self._app).mark_draining()
-        log.info("stop signal received; draining", signal=name, delay=self._delay)
         asyncio.get_running_loop().call_later(self._delay, self._close)
 
     def _close(self) -> None:
@@ -150,30 +183,38 @@ class _GracefulShutdown:
 def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:
     """Run ``server.workers`` worker processes; stop them all on a signal or when one dies."""
     context = multiprocessing.get_context("spawn")
+    stop_requests, request_stop = context.Pipe(duplex=False)
     workers = [
-        context.Process(target=_worker_process, args=(app_factory, settings, sockets), name=f"worker-{index}")
+        context.Process(
+            target=_worker_process,
+            args=(app_factory, settings, sockets, stop_requests),
+            name=f"worker-{index}",
+        )
         for index in range(settings.server.workers)
     ]
     signalled = False
 
-    def forward_signal(signum: int, _frame: object) -> None:
+    def on_signal(signum: int, _frame: object) -> None:
         nonlocal signalled
+        if signalled:
+            log.warning("second stop signal; killing the workers", signal=signal.Signals(signum).name)
+            _signal_workers(workers, signal.SIGKILL)
+            return
         signalled = True
-        _signal_workers(workers, signum)
+        request_stop.close()  # every worker sees its end close, whenever it starts watching
 
     for signum in STOP_SIGNALS:
-        signal.signal(signum, forward_signal)
+        signal.signal(signum, on_signal)
     for worker in workers:
         worker.start()
-    if signalled:  # a signal came while workers were starting: make sure every one hears it
-        _signal_workers(workers, signal.SIGTERM)
+    stop_requests.close()  # the workers hold their own copies
     log.info("workers started", workers=len(workers))
 
     wait([worker.sentinel for worker in workers])
     if not signalled:
         died = [worker.name for worker in workers if not worker.is_alive()]
         log.error("a worker exited unexpectedly; stopping the others", workers=died)
-        _signal_workers(workers, signal.SIGTERM)
+        request_stop.close()
     shutdown = settings.shutdown
     deadline = shutdown.delay + shutdown.grace_period + settings.resources.stop_timeout + 5
     for worker in workers:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
 from quart import Blueprint, Response, current_app, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import Conflict, NotFound
@@ -23,6 +23,10 @@ from ..services.items import Item, ItemNameTakenError, NewItem
 blueprint = Blueprint("items", __name__, url_prefix="/items")
 
 MAX_PAGE_SIZE = 100
+# Ids and offsets are 64-bit, as stores keep them (PostgreSQL's bigint): a larger id names no
+# item (404) and a larger offset is invalid (422), rather than overflowing a driver (500).
+MAX_INT64 = 2**63 - 1
+ITEM_PATH = f"/<int(max={MAX_INT64}):item_id>"
 
 
 def _refuse_booleans_and_text(value: object) -> object:
@@ -35,13 +39,23 @@ def _refuse_booleans_and_text(value: object) -> object:
 JsonInteger = Annotated[int, BeforeValidator(_refuse_booleans_and_text)]
 
 
+def _refuse_nul(value: str) -> str:
+    """Text stores (PostgreSQL's among them) cannot keep U+0000: refuse it as invalid input."""
+    if "\x00" in value:
+        raise ValueError("Text must not contain the NUL character (U+0000)")
+    return value
+
+
+Text = Annotated[str, AfterValidator(_refuse_nul)]
+
+
 class ItemIn(BaseModel):
     """A new item."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(min_length=1, max_length=100, description="What the item is called.")
-    description: str = Field(default="", max_length=1000)
+    name: Text = Field(min_length=1, max_length=100, description="What the item is called.")
+    description: Text = Field(default="", max_length=1000)
     price_cents: JsonInteger = Field(ge=0, le=100_000_000, description="Price in cents.")
 
 
@@ -69,7 +83,7 @@ class PageQuery(BaseModel):
     """Which page of items."""
 
     limit: int = Field(default=20, ge=1, le=MAX_PAGE_SIZE)
-    offset: int = Field(default=0, ge=0)
+    offset: int = Field(default=0, ge=0, le=MAX_INT64)
 
 
 class ItemPage(BaseModel):
@@ -94,7 +108,7 @@ async def create_item(data: ItemIn) -> tuple[ItemOut, int, dict[str, str]]:
     return ItemOut.of(item), 201, {"Location": url_for("items.get_item", item_id=item.id)}
 
 
-@blueprint.get("/<int:item_id>")
+@blueprint.get(ITEM_PATH)
 @validate_response(ItemOut)
 @documents_problems(404)
 async def get_item(item_id: int) -> ItemOut:
@@ -105,7 +119,7 @@ async def get_item(item_id: int) -> ItemOut:
     return ItemOut.of(item)
 
 
-@blueprint.put("/<int:item_id>")
+@blueprint.put(ITEM_PATH)
 @validate_request(ItemIn)
 @validate_response(ItemOut)
 @documents_problems(404, 409, 415, 422)
@@ -120,7 +134,7 @@ async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
     return ItemOut.of(item)
 
 
-@blueprint.delete("/<int:item_id>")
+@blueprint.delete(ITEM_PATH)
 @documents_no_content()
 @documents_problems(404)
 async def delete_item(item_id: int) -> Response:

@@ -1,0 +1,60 @@
+"""Reading a request's JSON body so that any malformed one is the client's 400, never a 500.
+
+Quart lets a body that is not UTF-8 become a ``UnicodeDecodeError`` and one nested
+thousands of levels deep a ``RecursionError``: both would be 500s.  Here the first is a
+400, and so is any body nested deeper than ``http.max_json_depth`` (which also keeps
+the validation that follows shallow).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from quart import Quart, current_app
+from quart.wrappers import Request as QuartRequest
+from werkzeug.exceptions import BadRequest
+
+from ..settings import HttpSettings
+
+MAX_DEPTH_KEY = "MAX_JSON_DEPTH"
+
+
+class Request(QuartRequest):
+    """Quart's request, whose JSON body is valid UTF-8 and nested no deeper than the limit."""
+
+    async def get_json(self, force: bool = False, silent: bool = False, cache: bool = True) -> Any:
+        try:
+            data = await super().get_json(force=force, silent=silent, cache=cache)
+        except UnicodeDecodeError:
+            if silent:
+                return None
+            raise BadRequest("The request body is not valid UTF-8.") from None
+        except RecursionError:
+            data, too_deep = None, True
+        else:
+            too_deep = nesting_exceeds(data, current_app.config[MAX_DEPTH_KEY])
+        if too_deep:
+            if silent:
+                return None
+            limit = current_app.config[MAX_DEPTH_KEY]
+            raise BadRequest(f"The JSON body nests deeper than {limit} levels (setting http.max_json_depth).")
+        return data
+
+
+def nesting_exceeds(data: Any, limit: int) -> bool:
+    """Whether arrays and objects in ``data`` nest more than ``limit`` levels (without recursion)."""
+    pending: list[tuple[Any, int]] = [(data, 1)]
+    while pending:
+        value, depth = pending.pop()
+        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
+        if children is None:
+            continue
+        if depth > limit:
+            return True
+        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def install_json_body(app: Quart, settings: HttpSettings) -> None:
+    app.request_class = Request
+    app.config[MAX_DEPTH_KEY] = settings.max_json_depth
