@@ -123,3 +123,31 @@ def test_the_database_url_is_redacted_in_config_show() -> None:
     assert result.exit_code == 0, result.output
     assert "url: '***'  # env" in result.output
     assert PASSWORD not in result.output
+
+
+async def test_sslmode_in_the_url_is_understood(database_settings: DatabaseSettings) -> None:
+    """Managed PostgreSQL services document ``?sslmode=...``; asyncpg calls it ``ssl``."""
+    url = make_url(database_settings.url).update_query_dict({"sslmode": "prefer"})
+    database = Database(dataclasses.replace(database_settings, url=url.render_as_string(hide_password=False)))
+    await database.start()
+    try:
+        await database.ping()
+    finally:
+        await database.stop()
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("postgresql://app@db.example.com:notaport/app", "cannot be parsed"),
+        ("postgresql://app@db.example.com:99999/app", "cannot be parsed"),
+        ("postgresql://app@[::1/app", "cannot be parsed"),
+        ("postgresql://app@db.example.com/app?sslmode=sometimes", "sslmode is 'sometimes'"),
+        ("postgresql://app@db.example.com/app?connect_timeout=3", "the one option supported is sslmode"),
+    ],
+)
+def test_a_database_url_that_would_fail_at_start_fails_at_config_check(url: str, expected: str) -> None:
+    result = CliRunner().invoke(main, ["config", "check"], env={f"{ENV_PREFIX}_DATABASE_URL": url})
+    assert result.exit_code == 2
+    assert expected in result.output
+    assert result.output.count("\n") == 1

@@ -131,3 +131,22 @@ async def test_handlers_still_running_when_the_grace_period_ends_answer_503() ->
         assert "shutdown.grace_period" in body["detail"]
         # One arriving afterwards (on a connection still open) is cut off at once.
         await problem_of(await asyncio.wait_for(client.get("/slow"), 5), 503)
+
+
+async def test_json_nested_deeper_than_the_limit_is_400(client: QuartClient) -> None:
+    headers = {"Content-Type": "application/json"}
+    for depth in (33, 1_000, 100_000):  # past the default of 32, past Python's recursion limit
+        body = "[" * depth + "]" * depth
+        problem = await problem_of(await client.post("/items", data=body, headers=headers), 400)
+        assert "http.max_json_depth" in problem["detail"]
+    nested_within = {"name": "x", "price_cents": 1, "description": "[" * 10}
+    assert (await client.post("/items", json=nested_within)).status_code == 201
+
+
+async def test_a_422_lists_at_most_twenty_errors_however_many_there_are(client: QuartClient) -> None:
+    body = {f"unknown_{index}": index for index in range(5_000)} | {"name": "x", "price_cents": 1}
+    response = await client.post("/items", json=body)
+    problem = await problem_of(response, 422)
+    assert len(problem["errors"]) == 20
+    assert problem["errors_omitted"] == 4_980
+    assert len(await response.get_data()) < 5_000

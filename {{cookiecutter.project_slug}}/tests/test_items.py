@@ -107,3 +107,26 @@ async def test_values_are_not_silently_converted(client: QuartClient) -> None:
         response = await client.post("/items", json={"name": "x", "price_cents": price})
         assert response.status_code == 422, price
     assert (await create(client, {"name": "x", "price_cents": 5.0}))["price_cents"] == 5
+
+
+async def test_text_with_a_nul_character_is_invalid(client: QuartClient) -> None:
+    """No store can keep U+0000 (PostgreSQL refuses it): it is the client's 422, never a 500."""
+    nul = "\x00"
+    for body in (
+        {"name": f"a{nul}b", "price_cents": 1},
+        {"name": "ab", "description": nul, "price_cents": 1},
+    ):
+        response = await client.post("/items", json=body)
+        assert response.status_code == 422, body
+        assert "NUL" in (await response.get_json())["errors"][0]["message"]
+
+
+async def test_ids_and_offsets_past_64_bits_are_client_errors(client: QuartClient) -> None:
+    too_large = str(2**63)
+    for method in ("GET", "PUT", "DELETE"):
+        response = await client.open(f"/items/{too_large}", method=method, json=LAMP)
+        assert response.status_code == 404, method
+        assert response.content_type == "application/problem+json"
+    response = await client.get("/items", query_string={"offset": too_large})
+    assert response.status_code == 422
+    assert (await client.get("/items", query_string={"offset": str(2**63 - 1)})).status_code == 200

@@ -119,3 +119,19 @@ def run(module_and_args: list[str], cwd: Path, env: dict[str, str]) -> subproces
     """``python -m <module> <args>`` with this interpreter."""
     command = [sys.executable, "-m", *module_and_args]
     return subprocess.run(command, cwd=cwd, env=env, capture_output=True, text=True, check=False)
+
+
+async def test_a_failing_migration_is_one_line_without_a_traceback(
+    database_settings: DatabaseSettings,
+) -> None:
+    """A schema the role may not use (it does not exist) fails the upgrade: one line, exit 1."""
+    env = {
+        f"{ENV_PREFIX}_DATABASE_URL": database_settings.url,
+        f"{ENV_PREFIX}_DATABASE_SCHEMA": "no_such_schema",
+        f"{ENV_PREFIX}_LOGGING_LEVEL": "critical",
+    }
+    result = await asyncio.to_thread(CliRunner().invoke, main, ["migrate"], env=env)
+    assert result.exit_code == 1
+    assert result.output.startswith("error: the migration failed: ")
+    assert result.output.count("\n") == 1, result.output
+    assert "Traceback" not in result.output

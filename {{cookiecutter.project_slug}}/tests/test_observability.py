@@ -7,6 +7,7 @@ import json
 import logging
 import sys
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import ClassVar
@@ -18,7 +19,7 @@ from quart import Quart
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
 from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
-from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
+from {{ cookiecutter.package_name }}.chassis.logging import Throttled, configure_logging
 from {{ cookiecutter.package_name }}.settings import (
     LoggingSettings,
     MetricsSettings,
@@ -272,3 +273,54 @@ async def test_sample_ratio_applies_to_new_traces_only(
             span.trace_id.hex() for r in export.resource_spans for sc in r.scope_spans for span in sc.spans
         ]
     assert names == [TRACE_ID]
+
+
+async def test_a_client_that_leaves_before_its_answer_is_counted_as_499(json_logs: io.StringIO) -> None:
+    """Not as a 500: no server error happened, and none was sent."""
+    app = await started_app(Settings())
+    messages: list[dict[str, object]] = [
+        {"type": "http.request", "body": b'{"name": "x"', "more_body": True},
+        {"type": "http.disconnect"},
+    ]
+
+    async def receive() -> dict[str, object]:
+        return messages.pop(0) if messages else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, object]) -> None:
+        raise AssertionError(f"nothing is sent to a client that left: {message}")
+
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
+        "path": "/items", "raw_path": b"/items", "query_string": b"", "root_path": "",
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
+    }  # fmt: skip
+    async with app.test_app():
+        await app(scope, receive, send)  # type: ignore[arg-type]
+        text = await (await app.test_client().get("/metrics")).get_data(as_text=True)
+    assert 'http_requests_total{method="POST",route="/items",status="499"} 1.0' in text
+    assert 'status="500"' not in text
+    access = [
+        line for line in read_lines(json_logs) if line["logger"] == "access" and line["path"] == "/items"
+    ]
+    assert [line["status"] for line in access] == [499]
+
+
+def test_a_recurring_failure_is_logged_once_per_interval_with_a_count() -> None:
+    lines: list[tuple[str, dict[str, object]]] = []
+
+    class Recorder:
+        def warning(self, event: str, **fields: object) -> None:
+            lines.append((event, fields))
+
+    throttled = Throttled(Recorder(), interval=0.2)
+    for _ in range(50):
+        throttled.warning("cache call failed", key="get", operation="get")
+    throttled.warning("cache call failed", key="set", operation="set")  # another key: its own line
+    time.sleep(0.25)
+    throttled.warning("cache call failed", key="get", operation="get")
+    assert lines == [
+        ("cache call failed", {"operation": "get"}),
+        ("cache call failed", {"operation": "set"}),
+        ("cache call failed", {"operation": "get", "repeated": 49}),
+    ]

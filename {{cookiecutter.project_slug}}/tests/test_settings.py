@@ -16,6 +16,7 @@ from {{ cookiecutter.package_name }}.settings import (
     dump_settings,
     iter_specs,
     load_settings,
+    redact_url,
     section,
     setting,
 )
@@ -71,6 +72,12 @@ def test_settings_file_named_by_environment(tmp_path: Path) -> None:
         ({f"{PREFIX}_LOGGING_LEVEL": "loud"}, "one of debug, info, warning, error, critical"),
         ({f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": "nan"}, "shutdown.grace_period"),
         ({f"{PREFIX}_SHUTDOWN_GRACE_PERIOD": "-1"}, "a number from 0 to 3600"),
+        ({f"{PREFIX}_TRACING_OTLP_ENDPOINT": "http://collector:notaport/v1"}, "cannot be parsed"),
+        ({f"{PREFIX}_TRACING_OTLP_ENDPOINT": "http://collector:99999/v1"}, "cannot be parsed"),
+        ({f"{PREFIX}_TRACING_OTLP_ENDPOINT": "http://[::1/v1"}, "cannot be parsed"),
+        ({f"{PREFIX}_TRACING_OTLP_ENDPOINT": "http://:4318/v1"}, "names no host"),
+        ({f"{PREFIX}_HTTP_TRUSTED_PROXIES": "10.0.0.0/33"}, "http.trusted_proxies"),
+        ({f"{PREFIX}_HTTP_TRUSTED_PROXIES": "10.0.0.1/8"}, "has host bits set"),
     ],
 )
 def test_invalid_environment_values_name_the_key(environ: dict[str, str], expected: str) -> None:
@@ -171,3 +178,18 @@ def test_bad_secret_value_is_not_echoed(tmp_path: Path) -> None:
         load_settings(environ={}, config_file=config, root=_DemoSettings)
     assert "12345" not in str(error.value)
     assert REDACTED in str(error.value)
+
+
+def test_passwords_and_query_values_in_urls_are_redacted() -> None:
+    endpoint = "https://user:hunter2@collector.example:4318/v1/traces?token=abc123"
+    loaded = load_settings(environ={f"{PREFIX}_TRACING_OTLP_ENDPOINT": endpoint})
+    assert loaded.settings.tracing.otlp_endpoint == endpoint
+    shown = dump_settings(loaded)
+    assert "hunter2" not in shown
+    assert "abc123" not in shown
+    redacted = f"https://user:{REDACTED}@collector.example:4318/v1/traces?token={REDACTED}"
+    assert f"otlp_endpoint: {redacted}" in shown
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={f"{PREFIX}_TRACING_OTLP_ENDPOINT": "https://u:hunter2@host:99999/"})
+    assert "hunter2" not in str(error.value)
+    assert redact_url("not a url") == "not a url"

@@ -26,6 +26,7 @@ import contextlib
 import importlib.util
 import multiprocessing
 import os
+import resource
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -57,6 +58,7 @@ class ServerError(Exception):
 def serve(app_factory: AppFactory, settings: Settings) -> int:
     """Serve until a stop signal; return the process exit code."""
     loop_factory(settings)  # fail before binding when the chosen loop is missing
+    raise_open_file_limit()
     config = hypercorn_config(settings)
     try:
         sockets = config.create_sockets()
@@ -72,6 +74,19 @@ def serve(app_factory: AppFactory, settings: Settings) -> int:
         return _supervise(app_factory, settings, sockets)
     finally:
         remove_multiprocess_dir(metrics_dir)
+
+
+def raise_open_file_limit() -> None:
+    """Let the process open as many files as its hard limit allows, as Go's runtime does.
+
+    Every connection is an open file, and a soft limit of 1024 (common) lets a thousand
+    idle or slow clients stop the service from accepting its health probes.  The event
+    loops use epoll, which has no limit of its own on descriptor numbers.
+    """
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft != hard and hard != resource.RLIM_INFINITY:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+        log.debug("raised the open-file limit", soft=soft, to=hard)
 
 
 def loop_factory(settings: Settings) -> LoopFactory | None:

@@ -26,7 +26,6 @@ MAX_PAGE_SIZE = 100
 # Ids and offsets are 64-bit, as stores keep them (PostgreSQL's bigint): a larger id names no
 # item (404) and a larger offset is invalid (422), rather than overflowing a driver (500).
 MAX_INT64 = 2**63 - 1
-ITEM_PATH = f"/<int(max={MAX_INT64}):item_id>"
 
 
 def _refuse_booleans_and_text(value: object) -> object:
@@ -95,6 +94,11 @@ class ItemPage(BaseModel):
     offset: int
 
 
+def _refuse_ids_past_int64(item_id: int) -> None:
+    if item_id > MAX_INT64:
+        raise NotFound(f"There is no item {item_id}.")
+
+
 @blueprint.post("")
 @validate_request(ItemIn)
 @validate_response(ItemOut, 201)
@@ -108,23 +112,25 @@ async def create_item(data: ItemIn) -> tuple[ItemOut, int, dict[str, str]]:
     return ItemOut.of(item), 201, {"Location": url_for("items.get_item", item_id=item.id)}
 
 
-@blueprint.get(ITEM_PATH)
+@blueprint.get("/<int:item_id>")
 @validate_response(ItemOut)
 @documents_problems(404)
 async def get_item(item_id: int) -> ItemOut:
     """Get an item by its id."""
+    _refuse_ids_past_int64(item_id)
     item = await services_of(current_app).items.get(item_id)
     if item is None:
         raise NotFound(f"There is no item {item_id}.")
     return ItemOut.of(item)
 
 
-@blueprint.put(ITEM_PATH)
+@blueprint.put("/<int:item_id>")
 @validate_request(ItemIn)
 @validate_response(ItemOut)
 @documents_problems(404, 409, 415, 422)
 async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
     """Replace an item's name, description and price."""
+    _refuse_ids_past_int64(item_id)
     try:
         item = await services_of(current_app).items.replace(item_id, NewItem(**data.model_dump()))
     except ItemNameTakenError as error:
@@ -134,11 +140,12 @@ async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
     return ItemOut.of(item)
 
 
-@blueprint.delete(ITEM_PATH)
+@blueprint.delete("/<int:item_id>")
 @documents_no_content()
 @documents_problems(404)
 async def delete_item(item_id: int) -> Response:
     """Delete an item."""
+    _refuse_ids_past_int64(item_id)
     if not await services_of(current_app).items.remove(item_id):
         raise NotFound(f"There is no item {item_id}.")
     return empty_response()
