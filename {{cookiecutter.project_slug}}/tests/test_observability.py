@@ -161,6 +161,21 @@ async def test_unhandled_error_is_logged_once_with_a_structured_traceback(json_l
     assert errors[0]["exception"][0]["exc_type"] == "RuntimeError"  # type: ignore[index]
 
 
+async def test_the_row_values_a_database_error_quotes_stay_out_of_the_logs(json_logs: io.StringIO) -> None:
+    """PostgreSQL's DETAIL line quotes the clients' data (``Key (name)=(...)``)."""
+    app = await started_app(Settings())
+
+    async def violating() -> str:
+        raise RuntimeError("duplicate key value\nDETAIL:  Key (email)=(jane@example.com) already exists.")
+
+    app.add_url_rule("/violating", "violating", violating)
+    async with app.test_app():
+        await lifecycle_of(app).wait_until_started()
+        assert (await app.test_client().get("/violating")).status_code == 500
+    assert "jane@example.com" not in json_logs.getvalue()
+    assert "duplicate key value" in json_logs.getvalue()
+
+
 async def test_console_format_is_for_humans(capture_logs: CaptureLogs) -> None:
     stdout = capture_logs(LoggingSettings(format="console"))
     app = await started_app(Settings())

@@ -130,3 +130,26 @@ def test_the_container_healthcheck_asks_the_local_service(service: tuple[subproc
     unhealthy = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
     assert unhealthy.returncode == 1
     assert "unhealthy" in unhealthy.stderr
+
+
+def test_an_unparsable_request_gets_a_problem(service: tuple[subprocess.Popen[str], str]) -> None:
+    """Hypercorn answers what it cannot parse itself; the chassis makes that a problem, and never a 5xx."""
+    process, base_url = service
+    wait_until_ready(process, base_url)
+    port = int(base_url.rsplit(":", 1)[1])
+    garbage = {
+        b"GET /items HTTP/1.1\r\n\r\n": 400,  # no Host
+        b"POST /items HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n": 400,  # h11 would say 501
+        b"GET /items HTTP/1.1\r\nHost: x\r\n" + b"X-Big: " + b"b" * 40_000: 431,  # still arriving
+    }
+    for request, status in garbage.items():
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as connection:
+            connection.sendall(request)
+            answer = b""
+            while chunk := connection.recv(65536):
+                answer += chunk
+        head, body = answer.split(b"\r\n\r\n", 1)
+        assert head.startswith(f"HTTP/1.1 {status}".encode()), answer
+        assert b"content-type: application/problem+json" in head
+        assert b"x-content-type-options: nosniff" in head
+        assert json.loads(body)["status"] == status

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -70,7 +71,10 @@ SLOW_SERVICE = textwrap.dedent(
         return app
 
 
-    sys.exit(serve(app_with_slow_endpoint, load_settings().settings))
+    if __name__ == "__main__":  # worker processes import this module too
+        settings = load_settings().settings
+        configure_logging(settings.logging, service=DISTRIBUTION_NAME, version=__version__)
+        sys.exit(serve(app_with_slow_endpoint, settings))
     """
 )
 
@@ -240,3 +244,43 @@ def test_idle_and_slow_clients_do_not_hold_the_stop(tmp_path: Path, loop: str) -
     assert answer.startswith(b"HTTP/1.1 503"), answer
     assert b"application/problem+json" in answer
     assert "Traceback" not in output
+
+
+def test_a_stop_signal_to_the_whole_group_drains_every_worker_once(tmp_path: Path) -> None:
+    """Ctrl+C in a terminal (or systemd's control-group kill) reaches the supervisor and each worker."""
+    script = tmp_path / "slow_service.py"
+    script.write_text(SLOW_SERVICE, encoding="utf-8")
+    port = free_port()
+    env = {
+        **os.environ,
+        f"{PREFIX}_SERVER_HOST": "127.0.0.1",
+        f"{PREFIX}_SERVER_PORT": str(port),
+        f"{PREFIX}_SERVER_WORKERS": "2",
+        f"{PREFIX}_SHUTDOWN_DELAY": "0.2",
+        f"{PREFIX}_METRICS_MULTIPROCESS_ROOT": str(tmp_path),
+    }
+    process = subprocess.Popen(
+        [sys.executable, str(script)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        ready = 0
+        for line in process.stdout:  # readiness over HTTP proves only one worker; wait for both
+            ready += json.loads(line)["event"] == "service ready"
+            if ready == 2:
+                break
+        wait_until_ready(process, f"http://127.0.0.1:{port}")
+        os.killpg(process.pid, signal.SIGINT)
+        output, _ = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+        process.communicate(timeout=10)
+    assert process.returncode == 0, output
+    assert output.count('"event": "server stopped"') == 2, output
+    assert "second stop signal" not in output

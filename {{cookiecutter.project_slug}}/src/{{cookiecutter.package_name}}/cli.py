@@ -163,20 +163,13 @@ def migrate_command(config_file: Path | None, sql: bool, **flags: Any) -> None:
     loaded = load_or_exit(config_file, flags)
     configure_logging(loaded.settings.logging, service=DISTRIBUTION_NAME, version=__version__)
     # Imported here: only this command needs Alembic, and `serve` starts faster without it.
-    from .chassis.database import is_unavailable
+    from .chassis.database import first_line, is_unavailable
     from .migrations import upgrade
 
     try:
         upgrade(loaded.settings.database, sql=sql)
     except Exception as error:  # one line for the operator, whatever went wrong
         what = "cannot reach the database to migrate" if is_unavailable(error) else "the migration failed"
-        click.echo(f"error: {what}: {one_line(error)}", err=True)
+        click.echo(f"error: {what}: {first_line(error)}", err=True)
         sys.exit(1)
-
-
-def one_line(error: BaseException) -> str:
-    """The error's type and the first line of its message (SQLAlchemy's go on with SQL and links)."""
-    cause = getattr(error, "orig", None) or error
-    message = str(cause).strip().splitlines()
-    return f"{type(cause).__name__}: {message[0]}" if message else type(cause).__name__
 {%- endif %}

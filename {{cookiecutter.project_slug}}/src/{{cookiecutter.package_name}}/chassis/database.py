@@ -55,6 +55,17 @@ def is_unavailable(error: BaseException) -> bool:
     return False
 
 
+def first_line(error: BaseException) -> str:
+    """The error's type and the first line of its message: what a log line or an operator needs.
+
+    SQLAlchemy's messages go on with the statement; PostgreSQL's with a DETAIL line that
+    can quote the row's values, which are the clients' data.
+    """
+    cause = getattr(error, "orig", None) or error
+    message = str(cause).strip().splitlines()
+    return f"{type(cause).__name__}: {message[0]}" if message else type(cause).__name__
+
+
 def database_url(settings: DatabaseSettings) -> URL:
     """The URL with the asyncpg driver, whichever ``postgresql`` spelling the setting used.
 
@@ -135,7 +146,7 @@ class Database(Resource):
                 yield session
         except Exception as error:
             if is_unavailable(error):
-                raise DatabaseUnavailableError(f"{type(error).__name__}: {error}") from error
+                raise DatabaseUnavailableError(first_line(error)) from error
             raise
 
 
@@ -144,7 +155,7 @@ def _log_retry(state: RetryCallState) -> None:
     wait = state.next_action.sleep if state.next_action is not None else 0.0
     log.warning(
         "database not reachable yet; retrying",
-        error=f"{type(error).__name__}: {error}",
+        error=first_line(error) if error is not None else None,
         attempt=state.attempt_number,
         retry_in=round(wait, 2),
     )

@@ -16,6 +16,7 @@ import dataclasses
 import json
 import logging
 import math
+import re
 import sys
 import time
 from contextvars import ContextVar
@@ -43,6 +44,7 @@ class RequestFields:
     span_id: str
 
 
+_DETAIL_LINE = re.compile(r"\n\s*DETAIL:[^\n]*")
 # Seconds between two lines about one recurring failure (see Throttled).
 THROTTLE_INTERVAL = 60.0
 
@@ -98,7 +100,7 @@ def configure_logging(settings: LoggingSettings, *, service: str, version: str) 
         tracebacks = structlog.processors.ExceptionRenderer(
             structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
         )
-        final = [tracebacks, structlog.processors.JSONRenderer()]
+        final = [tracebacks, _drop_database_details, structlog.processors.JSONRenderer()]
 
     structlog.configure(
         processors=[*shared, *final],
@@ -251,6 +253,15 @@ class _JsonAccessLog:
             self._second = second
             self._second_text = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
         return f"{self._second_text}.{int((now - second) * 1_000_000):06d}Z"
+
+
+def _drop_database_details(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
+    """Leave out PostgreSQL's DETAIL lines from logged exceptions: they quote row values
+    (``Key (name)=(...)``, ``Failing row contains (...)``), which are the clients' data."""
+    for entry in event.get("exception", ()):
+        if isinstance(entry, dict) and isinstance(entry.get("exc_value"), str):
+            entry["exc_value"] = _DETAIL_LINE.sub("\nDETAIL: (left out of the logs)", entry["exc_value"])
+    return event
 
 
 def _add_request_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
