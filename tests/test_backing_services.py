@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 
 from helpers import DEFAULT_PACKAGE, Render, clean_env, free_port, get_json, render, wait_for_status
 from servers import POSTGRES_HOST, POSTGRES_PORT, REDIS_URL, psql, throwaway_database
@@ -79,6 +80,14 @@ def test_without_servers_make_test_says_how_many_were_skipped_and_why(variant: V
         assert re.search(r"\d+ tests skipped: needs PostgreSQL: .*TEST_DATABASE_URL=", result.stdout), result.stdout
     if name in ("redis", "both"):
         assert re.search(r"\d+ tests skipped: needs Redis: .*TEST_CACHE_URL=", result.stdout), result.stdout
+
+
+def test_compose_publishes_the_backing_services_on_loopback_only(variant: Variant) -> None:
+    """Their development passwords (or none, for Redis) must not be reachable from the network."""
+    services = yaml.safe_load((variant.project / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    backing = {"postgresql": ["postgres"], "redis": ["redis"], "both": ["postgres", "redis"]}[variant.name]
+    for name in backing:
+        assert all(port.startswith("127.0.0.1:") for port in services[name]["ports"]), services[name]["ports"]
 
 
 def test_the_unchosen_service_leaves_no_trace(variant: Variant) -> None:
