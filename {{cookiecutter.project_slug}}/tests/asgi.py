@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import json
 from typing import Any
@@ -50,12 +51,18 @@ async def asgi_request(
         {"type": "websocket.connect"} if scope_type == "websocket" else {"type": "http.request", "body": body}
     ]
     sent: list[dict[str, Any]] = []
+    answered = asyncio.Event()
 
     async def receive() -> dict[str, Any]:
-        return messages.pop(0) if messages else {"type": "http.disconnect"}
+        if messages:
+            return messages.pop(0)
+        await answered.wait()  # a client that stays until it has its answer
+        return {"type": "http.disconnect"}
 
     async def send(message: dict[str, Any]) -> None:
         sent.append(message)
+        if message["type"].endswith("response.body") and not message.get("more_body", False):
+            answered.set()
 
     await app(scope, receive, send)  # type: ignore[arg-type]
     start = next(message for message in sent if message["type"].endswith("response.start"))

@@ -110,7 +110,7 @@ async def test_values_are_not_silently_converted(client: QuartClient) -> None:
 
 
 async def test_text_with_a_nul_character_is_invalid(client: QuartClient) -> None:
-    """No store can keep U+0000 (PostgreSQL refuses it): it is the client's 422, never a 500."""
+    """Databases cannot keep U+0000 in text: it is the client's 422, never a 500."""
     nul = "\x00"
     for body in (
         {"name": f"a{nul}b", "price_cents": 1},

@@ -162,7 +162,7 @@ async def test_unhandled_error_is_logged_once_with_a_structured_traceback(json_l
 
 
 async def test_the_row_values_a_database_error_quotes_stay_out_of_the_logs(json_logs: io.StringIO) -> None:
-    """PostgreSQL's DETAIL line quotes the clients' data (``Key (name)=(...)``)."""
+    """A database error's DETAIL line quotes the clients' data (``Key (name)=(...)``)."""
     app = await started_app(Settings())
 
     async def violating() -> str:

@@ -256,7 +256,7 @@ class _JsonAccessLog:
 
 
 def _drop_database_details(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
-    """Leave out PostgreSQL's DETAIL lines from logged exceptions: they quote row values
+    """Leave out the DETAIL lines of logged exceptions: database errors quote row values there
     (``Key (name)=(...)``, ``Failing row contains (...)``), which are the clients' data."""
     for entry in event.get("exception", ()):
         if isinstance(entry, dict) and isinstance(entry.get("exc_value"), str):

@@ -23,7 +23,7 @@ from ..services.items import Item, ItemNameTakenError, NewItem
 blueprint = Blueprint("items", __name__, url_prefix="/items")
 
 MAX_PAGE_SIZE = 100
-# Ids and offsets are 64-bit, as stores keep them (PostgreSQL's bigint): a larger id names no
+# Ids and offsets are 64-bit, as databases keep them (a bigint): a larger id names no
 # item (404) and a larger offset is invalid (422), rather than overflowing a driver (500).
 MAX_INT64 = 2**63 - 1
 
@@ -39,7 +39,7 @@ JsonInteger = Annotated[int, BeforeValidator(_refuse_booleans_and_text)]
 
 
 def _refuse_nul(value: str) -> str:
-    """Text stores (PostgreSQL's among them) cannot keep U+0000: refuse it as invalid input."""
+    """Databases' text columns cannot keep U+0000: refuse it as invalid input."""
     if "\x00" in value:
         raise ValueError("Text must not contain the NUL character (U+0000)")
     return value
