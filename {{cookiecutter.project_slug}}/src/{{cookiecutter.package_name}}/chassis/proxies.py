@@ -24,10 +24,13 @@ WEBSOCKET_SCHEMES = {"http": "ws", "https": "wss"}
 
 
 def install_proxy_headers(app: Quart, settings: HttpSettings) -> None:
-    """Read trusted proxies' headers first, so everything after sees the real client."""
-    app.asgi_app = ProxyHeadersMiddleware(  # type: ignore[method-assign] # Quart's way to add middleware
-        app.asgi_app, parse_networks(settings.trusted_proxies)
-    )
+    """Read trusted proxies' headers first, so everything after sees the real client.
+
+    With no trusted proxy there is nothing to read, and no middleware is added.
+    """
+    trusted = parse_networks(settings.trusted_proxies)
+    if trusted:
+        app.asgi_app = ProxyHeadersMiddleware(app.asgi_app, trusted)  # type: ignore[method-assign]
 
 
 def parse_networks(text: str) -> list[Network]:
