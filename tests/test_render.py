@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, TEMPLATE_SYNTAX, clean_env, files_of, render
+from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, TEMPLATE_DIR, TEMPLATE_SYNTAX, clean_env, files_of, render
 
 EXPECTED_FILES = [
     "pyproject.toml",
@@ -26,10 +26,14 @@ EXPECTED_FILES = [
     ".github/workflows/ci.yml",
     ".github/workflows/upgrade.yml",
     "scripts/lock.py",
+    "scripts/settings_docs.py",
     "src/{package}/__init__.py",
     "src/{package}/__main__.py",
     "src/{package}/cli.py",
     "src/{package}/settings.py",
+    "src/{package}/chassis/config.py",
+    "src/{package}/chassis/commands.py",
+    "src/{package}/chassis/parts.py",
     "src/{package}/app.py",
     "src/{package}/views/__init__.py",
     "src/{package}/views/items.py",
@@ -64,6 +68,9 @@ LINTED_RENDERS = {
     },
     "lowest-port": {"project_name": "A", "project_slug": "a", "package_name": "a", "http_port": 1},
 }
+
+# Longer explanations belong in prose or lists below a table, where they can wrap.
+MAX_TABLE_CELL = 200
 
 # cookiecutter renders answers as Jinja before any hook runs, so literal braces reach the
 # template through a raw block; what arrives must then land verbatim, never rendered again.
@@ -113,6 +120,16 @@ def run_tool(project: Path, *command: str) -> None:
     assert result.returncode == 0, f"{' '.join(command)} failed:\n{result.stdout}\n{result.stderr}"
 
 
+def run_settings_docs(project: Path, *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The project's ``make docs`` (``--check``: its part of ``make lint``); asserts success."""
+    result = subprocess.run(
+        [sys.executable, "scripts/settings_docs.py", *arguments],
+        cwd=project, capture_output=True, text=True, env=clean_env(PYTHONPATH="src"), check=False, timeout=60,
+    )
+    assert result.returncode == 0, f"settings_docs.py {' '.join(arguments)}:\n{result.stdout}{result.stderr}"
+    return result
+
+
 def test_defaults_render_every_expected_file(tmp_path: Path) -> None:
     result = render(tmp_path)
     assert result.returncode == 0, result.stderr
@@ -153,6 +170,7 @@ def test_rendered_project_is_lint_and_type_clean(tmp_path: Path, name: str) -> N
     run_tool(project, "ruff", "check", "--no-cache", ".")
     run_tool(project, "ruff", "format", "--no-cache", "--check", ".")
     run_tool(project, "mypy", "--no-incremental", "--cache-dir", "/dev/null")
+    run_settings_docs(project, "--check")
     if "http_port" in answers:
         settings = yaml.safe_load((project / "settings.yml").read_text(encoding="utf-8"))
         assert settings["server"]["port"] == answers["http_port"]
@@ -179,6 +197,9 @@ def test_hostile_free_text_gives_a_valid_project(tmp_path: Path) -> None:
     assert len(project.name) <= 40
     run_tool(project, "ruff", "check", "--no-cache", ".")
     run_tool(project, "ruff", "format", "--no-cache", "--check", ".")
+    # A hostile author is still the author of the first commit (git drops the characters its format cannot hold).
+    commits = subprocess.run(["git", "rev-list", "--count", "HEAD"], cwd=project, capture_output=True, text=True)
+    assert commits.stdout.strip() == "1", result.stdout + commits.stderr
 
 
 REFUSALS = [
@@ -233,3 +254,105 @@ def test_cookiecutter_json_prompts_every_answer() -> None:
     spec = json.loads((Path(__file__).parents[1] / "cookiecutter.json").read_text(encoding="utf-8"))
     answers = [key for key in spec if not key.startswith("_")]
     assert set(spec["__prompts__"]) == set(answers)
+
+
+def table_cells(markdown: str) -> list[tuple[int, str]]:
+    """(line number, cell) for every cell of every table outside code blocks; ``\\|`` stays inside its cell."""
+    cells, fenced = [], False
+    for number, line in enumerate(markdown.splitlines(), start=1):
+        if line.lstrip().startswith("```"):
+            fenced = not fenced
+        elif not fenced and line.lstrip().startswith("|"):
+            row = line.strip().removeprefix("|").removesuffix("|")
+            cells += [(number, cell.strip()) for cell in re.split(r"(?<!\\)\|", row)]
+    return cells
+
+
+def test_table_cells_are_short_in_the_template_readme() -> None:
+    cells = table_cells((TEMPLATE_DIR / "README.md").read_text(encoding="utf-8"))
+    assert len(cells) > 100, "the README's tables are found"
+    long = [f"line {number}: {len(cell)} characters: {cell[:80]}..." for number, cell in cells if len(cell) > MAX_TABLE_CELL]
+    assert not long, "\n".join(long)
+
+
+def test_the_table_cell_check_finds_a_long_cell() -> None:
+    """So that a passing check above means something."""
+    table = "| a | b |\n|---|---|\n| `x\\|y` | " + "z" * 201 + " |\n```\n| " + "q" * 300 + " |\n```\n"
+    assert [(number, len(cell)) for number, cell in table_cells(table)] == [(1, 1), (1, 1), (2, 3), (2, 3), (3, 6), (3, 201)]
+
+
+# Files that must read the same whatever the answers: an optional part plugs into them.
+NO_CONDITIONALS = ["app.py", "chassis/errors.py", "cli.py"]
+# The few conditionals left where the optional parts are built or given to the tests.
+AT_MOST_A_HANDFUL = {"services/__init__.py": 6, "../../tests/conftest.py": 3}
+
+
+def test_shared_modules_carry_no_template_conditionals() -> None:
+    package = TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "src" / "{{cookiecutter.package_name}}"
+    for name in NO_CONDITIONALS:
+        text = (package / name).read_text(encoding="utf-8")
+        assert "{%" not in text, f"{name} has template tags"
+    for name, limit in AT_MOST_A_HANDFUL.items():
+        tags = re.findall(r"\{%-?\s*if\b", (package / name).read_text(encoding="utf-8"))
+        assert len(tags) <= limit, f"{name} has {len(tags)} if-tags"
+
+
+def test_template_settings_docs_are_what_settings_py_gives() -> None:
+    """The template's settings.yml and README table, for every answer, as `make docs` writes them."""
+    result = subprocess.run(
+        [sys.executable, "tests/tools/settings_docs.py", "--check"],
+        cwd=TEMPLATE_DIR, capture_output=True, text=True, env=clean_env(), check=False, timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_adding_a_setting_is_settings_py_and_make_docs(tmp_path: Path) -> None:
+    """The README's "add a setting": a field in settings.py, `make docs`; lint fails until then."""
+    result = render(tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    settings_py = project / "src" / DEFAULT_PACKAGE / "settings.py"
+    anchor = "class HttpSettings:\n"
+    field = '    page_size: int = setting(default=50, help="Items per page.", minimum=1, maximum=500)\n'
+    text = settings_py.read_text(encoding="utf-8")
+    assert anchor in text
+    settings_py.write_text(text.replace(anchor, anchor + field), encoding="utf-8")
+
+    drift = subprocess.run(
+        [sys.executable, "scripts/settings_docs.py", "--check"],
+        cwd=project, capture_output=True, text=True, env=clean_env(PYTHONPATH="src"), check=False, timeout=60,
+    )
+    assert drift.returncode == 1
+    assert re.fullmatch(
+        r"settings\.yml is out of date at http\.page_size \(line \d+\): run `make docs`\n"
+        r"README\.md is out of date at http\.page_size \(line \d+\): run `make docs`\n",
+        drift.stdout,
+    ), drift.stdout
+
+    assert run_settings_docs(project).stdout.splitlines() == ["wrote settings.yml", "wrote README.md"]
+    run_settings_docs(project, "--check")
+    run_tool(project, "ruff", "check", "--no-cache", ".")
+    run_tool(project, "mypy", "--no-incremental", "--cache-dir", "/dev/null")
+    documented = yaml.safe_load((project / "settings.yml").read_text(encoding="utf-8"))
+    assert documented["http"]["page_size"] == 50
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    assert f"| `http.page_size` | `--http-page-size` | `{DEFAULT_PACKAGE.upper()}_HTTP_PAGE_SIZE` | `50` |" in readme
+
+
+def test_make_docs_refuses_chart_settings_that_are_not_settings(tmp_path: Path) -> None:
+    result = render(tmp_path)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    values = next((project / "charts").glob("*/values.yaml"))
+    text = values.read_text(encoding="utf-8")
+    values.write_text(text.replace("  logging:\n    level: info\n", "  logging:\n    level: loud\n    colour: red\n"))
+    check = subprocess.run(
+        [sys.executable, "scripts/settings_docs.py", "--check"],
+        cwd=project, capture_output=True, text=True, env=clean_env(PYTHONPATH="src"), check=False, timeout=60,
+    )
+    assert check.returncode == 1
+    chart = values.relative_to(project)
+    assert check.stdout.splitlines() == [
+        f"{chart}: settings.logging.level: expected one of debug, info, warning, error, critical",
+        f"{chart}: settings.logging.colour is not a setting",
+    ]

@@ -331,8 +331,9 @@ def test_metrics_count_right_across_two_workers(project: Path, start_service, tm
 READINESS_SCRIPT = """
 import asyncio, os, sys
 from {package}.cli import build_app
-from {package}.chassis.health import health_of
-from {package}.chassis.lifecycle import Resource, lifecycle_of
+from {package}.chassis.health import Health
+from {package}.chassis.lifecycle import Lifecycle, Resource
+from {package}.chassis.parts import part_of
 from {package}.chassis.server import serve
 from {package}.settings import load_settings
 
@@ -346,8 +347,8 @@ def app_with_slow_startup_and_a_switchable_check(settings):
     async def dependency_is_up():
         return not os.path.exists(os.environ["DEMO_DOWN_FILE"])
 
-    lifecycle_of(app).add("slow", SlowToStart())
-    health_of(app).add_check("dependency", dependency_is_up, critical=True, timeout=1.0)
+    part_of(app, Lifecycle).add("slow", SlowToStart())
+    part_of(app, Health).add_check("dependency", dependency_is_up, critical=True, timeout=1.0)
     return app
 
 sys.exit(serve(app_with_slow_startup_and_a_switchable_check, load_settings().settings))

@@ -12,7 +12,8 @@ from redis.asyncio import Redis
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.cache import Cache, CacheMetrics
-from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.cached_items import CachedItemRepository
 from {{ cookiecutter.package_name }}.services.items import (
@@ -96,7 +97,7 @@ async def test_reads_go_to_the_repository_while_the_cache_is_down(behind: Counti
     app = create_app(Settings(cache=settings), services=Services(items=items, backing={"cache": cache}))
     client: QuartClient = app.test_client()
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         created = await client.post("/items", json={"name": "lamp", "price_cents": 1999})
         item_id = (await created.get_json())["id"]
         assert (await client.get(f"/items/{item_id}")).status_code == 200

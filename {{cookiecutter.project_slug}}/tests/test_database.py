@@ -15,7 +15,8 @@ from {{ cookiecutter.package_name }}.chassis.database import (
     Database,
     DatabaseUnavailableError,
 )
-from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings
 
@@ -86,7 +87,7 @@ async def test_an_outage_is_503_and_not_ready_until_the_database_is_back(
     client = app.test_client()
     try:
         async with app.test_app():
-            await lifecycle_of(app).wait_until_started()
+            await part_of(app, Lifecycle).wait_until_started()
             assert (await client.post("/items", json={"name": "lamp", "price_cents": 1})).status_code == 201
             assert (await client.get("/health/ready")).status_code == 200
 

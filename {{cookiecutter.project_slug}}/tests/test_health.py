@@ -6,8 +6,9 @@ import asyncio
 
 from quart import Quart
 
-from {{ cookiecutter.package_name }}.chassis.health import health_of
-from {{ cookiecutter.package_name }}.chassis.lifecycle import Resource, lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.health import Health
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle, Resource
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import HealthSettings, Settings
 
 from .apps import create_test_app
@@ -31,13 +32,13 @@ async def test_readiness_follows_startup_serving_and_draining() -> None:
         async def start(self) -> None:
             await gate.wait()
 
-    lifecycle_of(app).add("slow", SlowToStart())
+    part_of(app, Lifecycle).add("slow", SlowToStart())
     assert await probe(app, "/health/ready") == (503, {"status": "STARTING", "checks": {}})
     async with app.test_app():
         assert (await probe(app, "/health/ready"))[0] == 503
         assert await probe(app, "/health/startup") == (503, {"status": "STARTING"})
         gate.set()
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         assert await probe(app, "/health/ready") == (200, {"status": "UP", "checks": {}})
         assert await probe(app, "/health/startup") == (200, {"status": "STARTED"})
     assert await probe(app, "/health/ready") == (503, {"status": "DRAINING", "checks": {}})
@@ -52,8 +53,8 @@ async def test_critical_check_failure_makes_the_service_down(app: Quart) -> None
     async def optional() -> None:
         raise ConnectionError("cache unreachable")
 
-    health_of(app).add_check("database", flaky)
-    health_of(app).add_check("cache", optional, critical=False)
+    part_of(app, Health).add_check("database", flaky)
+    part_of(app, Health).add_check("cache", optional, critical=False)
     status, body = await probe(app, "/health/ready")
     assert status == 200
     assert body["status"] == "UP"
@@ -71,7 +72,7 @@ async def test_hanging_check_is_cut_off_by_its_timeout(app: Quart) -> None:
     async def hangs() -> None:
         await asyncio.sleep(60)
 
-    health_of(app).add_check("upstream", hangs, timeout=0.05)
+    part_of(app, Health).add_check("upstream", hangs, timeout=0.05)
     status, body = await asyncio.wait_for(probe(app, "/health/ready"), timeout=5)
     assert (status, body["status"]) == (503, "DOWN")
     assert body["checks"]["upstream"]["duration_ms"] < 1000  # type: ignore[index]
@@ -80,5 +81,5 @@ async def test_hanging_check_is_cut_off_by_its_timeout(app: Quart) -> None:
 async def test_details_can_be_hidden() -> None:
     app = create_test_app(Settings(health=HealthSettings(show_details=False)))
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         assert await probe(app, "/health/ready") == (200, {"status": "UP"})

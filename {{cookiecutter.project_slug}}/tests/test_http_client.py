@@ -20,14 +20,16 @@ from {{ cookiecutter.package_name }}.chassis.circuit_breaker import (
     CircuitOpenError,
     CircuitState,
 )
+from {{ cookiecutter.package_name }}.chassis.config import section
 from {{ cookiecutter.package_name }}.chassis.http_client import (
     HttpClient,
     HttpClientMetrics,
     UpstreamError,
+    Upstreams,
     UpstreamTimeoutError,
-    upstreams_of,
 )
-from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
 from {{ cookiecutter.package_name }}.settings import (
     ENV_PREFIX,
@@ -37,7 +39,6 @@ from {{ cookiecutter.package_name }}.settings import (
     UpstreamsSettings,
     dump_settings,
     load_settings,
-    section,
 )
 from {{ cookiecutter.package_name }}.settings import upstream as declare_upstream
 
@@ -238,7 +239,7 @@ def test_upstreams_are_settings_like_any_other(tmp_path: Path) -> None:
     catalog = loaded.settings.upstreams.catalog  # type: ignore[attr-defined]
     assert (catalog.base_url, catalog.retries, catalog.read_timeout) == ("http://catalog:8080", 4, 10.0)
     assert loaded.sources["upstreams.catalog.retries"] == "file"
-    shown = dump_settings(loaded, root=SettingsWithCatalog)
+    shown = dump_settings(loaded)
     assert "upstreams:\n  catalog:\n    base_url: http://catalog:8080  # env\n" in shown
     assert yaml.safe_load(shown)["upstreams"]["catalog"]["retries"] == 4
 
@@ -250,12 +251,12 @@ async def app_calling(upstream: Upstream) -> AsyncIterator[Quart]:
     app = create_test_app(SettingsWithCatalog(upstreams=CatalogUpstreams(catalog=catalog)))
 
     async def product() -> dict[str, Any]:
-        response = await upstreams_of(current_app)["catalog"].get("/products/1")
+        response = await part_of(current_app, Upstreams)["catalog"].get("/products/1")
         return {"status": response.status_code}
 
     app.add_url_rule("/product", "product", product)
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         yield app
 
 

@@ -7,13 +7,13 @@ import asyncio
 import pytest
 from quart import Quart
 
-from {{ cookiecutter.package_name }}.chassis.health import health_of
+from {{ cookiecutter.package_name }}.chassis.health import Health
 from {{ cookiecutter.package_name }}.chassis.lifecycle import (
     Lifecycle,
     Resource,
     ResourceCheck,
-    lifecycle_of,
 )
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import ResourcesSettings, Settings
 
 from .apps import create_test_app
@@ -51,7 +51,7 @@ class Recorder(Resource):
 def app_with(*resources: tuple[Recorder, tuple[str, ...]], start_timeout: float = 5) -> Quart:
     app = create_test_app(Settings(resources=ResourcesSettings(start_timeout=start_timeout)))
     for resource, depends_on in resources:
-        lifecycle_of(app).add(resource.name, resource, depends_on=depends_on)
+        part_of(app, Lifecycle).add(resource.name, resource, depends_on=depends_on)
     return app
 
 
@@ -63,7 +63,7 @@ async def test_dependencies_start_first_and_stop_last() -> None:
         (Recorder("repository", events), ("database", "cache")),
     )
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         # The two independent ones start together; the dependent one waits for both.
         assert events[:2] == ["begin database", "begin cache"]
         assert events.index("begin repository") > max(
@@ -80,7 +80,7 @@ async def test_a_failed_start_stops_what_started_and_stops_the_service() -> None
         (Recorder("broker", events, delay=0.05, fails=True), ()),
         (Recorder("repository", events), ("database", "broker")),
     )
-    lifecycle = lifecycle_of(app)
+    lifecycle = part_of(app, Lifecycle)
     lifecycle.request_stop = asyncio.Event()
     async with app.test_app():
         await asyncio.gather(lifecycle.wait_until_started(), return_exceptions=True)
@@ -95,7 +95,7 @@ async def test_a_failed_start_stops_what_started_and_stops_the_service() -> None
 async def test_a_start_is_bounded_by_the_start_timeout() -> None:
     events: list[str] = []
     app = app_with((Recorder("slow", events, delay=60), ()), start_timeout=0.05)
-    lifecycle = lifecycle_of(app)
+    lifecycle = part_of(app, Lifecycle)
     async with app.test_app():
         await asyncio.wait_for(asyncio.gather(lifecycle.wait_until_started(), return_exceptions=True), 5)
         assert lifecycle.failed
@@ -106,7 +106,7 @@ async def test_resource_checks_feed_readiness() -> None:
     database = Recorder("database", events)
     app = app_with((database, ()))
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         client = app.test_client()
         assert (await client.get("/health/ready")).status_code == 200
         database.healthy = False
@@ -116,7 +116,7 @@ async def test_resource_checks_feed_readiness() -> None:
 
 
 def test_dependencies_must_be_added_first() -> None:
-    lifecycle = Lifecycle(health_of(create_test_app(Settings())), start_timeout=1, stop_timeout=1)
+    lifecycle = Lifecycle(part_of(create_test_app(Settings()), Health), start_timeout=1, stop_timeout=1)
     with pytest.raises(ValueError, match="must be added before it"):
         lifecycle.add("repository", Recorder("repository", []), depends_on=("database",))
     lifecycle.add("database", Recorder("database", []))

@@ -18,8 +18,9 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTrace
 from quart import Quart
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
-from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.logging import Throttled, configure_logging
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import (
     LoggingSettings,
     MetricsSettings,
@@ -79,7 +80,7 @@ def read_lines(stdout: io.StringIO) -> list[dict[str, object]]:
 async def served(json_logs: io.StringIO) -> AsyncIterator[Quart]:
     app = await started_app(Settings())
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         yield app
 
 
@@ -124,7 +125,7 @@ async def test_access_log_can_include_probes_or_be_off(json_logs: io.StringIO) -
         settings = Settings(logging=LoggingSettings(access_log=access_log, access_log_probes=probes))
         app = await started_app(settings)
         async with app.test_app():
-            await lifecycle_of(app).wait_until_started()
+            await part_of(app, Lifecycle).wait_until_started()
             await app.test_client().get("/health/live")
             await app.test_client().get("/info")
         access = [line for line in read_lines(json_logs) if line.get("logger") == "access"]
@@ -135,7 +136,7 @@ async def test_access_lines_follow_the_log_level(capture_logs: CaptureLogs) -> N
     stdout = capture_logs(LoggingSettings(level="warning"))
     app = await started_app(Settings())
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         await app.test_client().get("/info")
     assert stdout.getvalue() == "", "info lines (access lines included) are filtered out"
 
@@ -149,7 +150,7 @@ async def test_unhandled_error_is_logged_once_with_a_structured_traceback(json_l
 
     app.add_url_rule("/broken", "broken", broken)
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         response = await app.test_client().get("/broken")
     assert response.status_code == 500
     text = json_logs.getvalue()
@@ -170,7 +171,7 @@ async def test_the_row_values_a_database_error_quotes_stay_out_of_the_logs(json_
 
     app.add_url_rule("/violating", "violating", violating)
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         assert (await app.test_client().get("/violating")).status_code == 500
     assert "jane@example.com" not in json_logs.getvalue()
     assert "duplicate key value" in json_logs.getvalue()
@@ -180,7 +181,7 @@ async def test_console_format_is_for_humans(capture_logs: CaptureLogs) -> None:
     stdout = capture_logs(LoggingSettings(format="console"))
     app = await started_app(Settings())
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         await app.test_client().get("/things/5")
     lines = stdout.getvalue().splitlines()
     access = [line for line in lines if "request" in line and "/things/5" in line]
@@ -192,7 +193,7 @@ async def test_console_format_is_for_humans(capture_logs: CaptureLogs) -> None:
 async def test_metrics_path_is_a_setting(json_logs: io.StringIO) -> None:
     app = await started_app(Settings(metrics=MetricsSettings(path="/internal/metrics")))
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         assert (await app.test_client().get("/metrics")).status_code == 404
         response = await app.test_client().get("/internal/metrics")
         assert response.status_code == 200
@@ -251,7 +252,7 @@ async def test_server_span_is_exported_as_a_child_of_the_caller(
     endpoint, received = otlp_collector
     app = await started_app(Settings(tracing=TracingSettings(otlp_endpoint=endpoint)))
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         await app.test_client().get("/things/7", headers={"traceparent": TRACEPARENT})
     # Leaving the app flushed the exporter.
     spans = []
@@ -277,7 +278,7 @@ async def test_sample_ratio_applies_to_new_traces_only(
     endpoint, received = otlp_collector
     app = await started_app(Settings(tracing=TracingSettings(otlp_endpoint=endpoint, sample_ratio=0.0)))
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         await app.test_client().get("/things/1")  # a new trace: ratio 0 samples nothing
         await app.test_client().get("/things/2", headers={"traceparent": TRACEPARENT})  # caller sampled it
     names = []

@@ -10,7 +10,8 @@ from quart.typing import TestClientProtocol as QuartClient
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.database import Database
-from {{ cookiecutter.package_name }}.chassis.lifecycle import lifecycle_of
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.items import ItemNameTakenError, NewItem
 from {{ cookiecutter.package_name }}.services.postgres_items import PostgresItemRepository
@@ -37,7 +38,7 @@ async def db_app(migrated_database_settings: DatabaseSettings) -> AsyncIterator[
     settings = Settings(database=migrated_database_settings)
     app = create_app(settings, services=postgres_services(migrated_database_settings))
     async with app.test_app():
-        await lifecycle_of(app).wait_until_started()
+        await part_of(app, Lifecycle).wait_until_started()
         yield app
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 
-from {{ cookiecutter.package_name }}.chassis.health import health_of
+from {{ cookiecutter.package_name }}.chassis.health import Health
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import HttpSettings, Settings
 
 from .apps import create_test_app
@@ -88,7 +89,7 @@ async def test_while_draining_http1_responses_close_the_connection() -> None:
     app = create_test_app(Settings())
     async with app.test_app():
         before = await asgi_request(app, "GET", "/items", [HOST])
-        health_of(app).mark_draining()
+        part_of(app, Health).mark_draining()
         during = await asgi_request(app, "GET", "/items", [HOST])
         http2 = await asgi_request(app, "GET", "/items", [HOST], http_version="2")
     assert b"connection" not in before.headers

@@ -43,7 +43,8 @@ SLOW_SERVICE = textwrap.dedent(
 
     from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME, __version__
     from {{ cookiecutter.package_name }}.app import create_app
-    from {{ cookiecutter.package_name }}.chassis.lifecycle import Resource, lifecycle_of
+    from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle, Resource
+    from {{ cookiecutter.package_name }}.chassis.parts import part_of
     from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
     from {{ cookiecutter.package_name }}.chassis.server import serve
     from {{ cookiecutter.package_name }}.services import Services
@@ -60,7 +61,7 @@ SLOW_SERVICE = textwrap.dedent(
         configure_logging(settings.logging, service=DISTRIBUTION_NAME, version=__version__)
         app = create_app(settings, services=Services(items=InMemoryItemRepository()))
         if os.environ.get("FAIL_TO_START"):
-            lifecycle_of(app).add("broker", Unreachable())
+            part_of(app, Lifecycle).add("broker", Unreachable())
 
         async def slow() -> dict[str, float]:
             seconds = float(request.args["seconds"])

@@ -6,21 +6,20 @@ from . import DISTRIBUTION_NAME, __version__
 from .chassis import info
 from .chassis.errors import install_errors
 from .chassis.health import Health, install_health
-from .chassis.http_client import EXTENSION_KEY as UPSTREAMS_KEY
-from .chassis.http_client import HttpClientMetrics, http_clients
+from .chassis.http_client import HttpClientMetrics, Upstreams
 from .chassis.instrumentation import PROBE_ROUTES, install_instrumentation
 from .chassis.json_body import install_json_body
 from .chassis.lifecycle import Lifecycle, install_lifecycle
 from .chassis.limits import TimeLimitedQuart, install_limits
 from .chassis.metrics import HttpMetrics, install_metrics
 from .chassis.openapi import install_openapi
+from .chassis.parts import attach
 from .chassis.proxies import install_proxy_headers
 from .chassis.request_guard import install_request_guard
 from .chassis.security import install_cors
 from .chassis.tracing import Tracing
-from .services import EXTENSION_KEY as SERVICES_KEY
 from .services import Services, build_services
-from .settings import SETTINGS_KEY, Settings
+from .settings import Settings
 from .views import BLUEPRINTS
 
 
@@ -30,7 +29,7 @@ def create_app(settings: Settings, services: Services | None = None) -> TimeLimi
     ``services`` replaces the resources built from ``settings`` (tests substitute them so).
     """
     app = TimeLimitedQuart(__name__, request_timeout=settings.http.request_timeout)
-    app.config[SETTINGS_KEY] = settings
+    attach(app, settings)
 
     health = Health(show_details=settings.health.show_details)
     lifecycle = Lifecycle(
@@ -40,27 +39,21 @@ def create_app(settings: Settings, services: Services | None = None) -> TimeLimi
     )
     tracing = Tracing(settings.tracing, service=DISTRIBUTION_NAME, version=__version__)
     metrics = HttpMetrics(service=DISTRIBUTION_NAME, version=__version__, commit=settings.build.commit)
-    upstreams = http_clients(settings.upstreams, metrics=HttpClientMetrics(metrics.registry), tracing=tracing)
+    upstreams = Upstreams.from_settings(
+        settings.upstreams, metrics=HttpClientMetrics(metrics.registry), tracing=tracing
+    )
     if services is None:
-{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" %}
         services = build_services(settings, registry=metrics.registry)
-{%- else %}
-        services = build_services()
-{%- endif %}
 
     # Stopped last, so spans of the other resources' last calls are still exported.
     lifecycle.add("tracing", tracing)
     for name, client in upstreams.items():
         lifecycle.add(f"upstream.{name}", client)
-{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" %}
     for name, resource in services.backing.items():
         lifecycle.add(name, resource)
     lifecycle.add("items", services.items, depends_on=tuple(services.backing))
-{%- else %}
-    lifecycle.add("items", services.items)
-{%- endif %}
-    app.extensions[UPSTREAMS_KEY] = upstreams
-    app.extensions[SERVICES_KEY] = services
+    attach(app, upstreams)
+    attach(app, services)
 
     # ASGI middleware, innermost first: the guard, then the instrumentation that counts and
     # logs every request (the guard's refusals too), then the proxies' view of the client.

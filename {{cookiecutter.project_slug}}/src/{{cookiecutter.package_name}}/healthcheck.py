@@ -14,7 +14,8 @@ import sys
 import urllib.error
 import urllib.request
 
-from .settings import SettingsError, load_settings
+from .chassis.config import SettingsError
+from .settings import load_settings
 
 DEFAULT_PATH = "/health/live"
 TIMEOUT_SECONDS = 2.0

@@ -27,7 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from ..settings import DatabaseSettings
-from .lifecycle import Resource, ResourceCheck
+from .lifecycle import Resource, ResourceCheck, ResourceUnavailableError
 from .logging import get_logger
 
 DRIVER = "postgresql+asyncpg"
@@ -41,8 +41,10 @@ MAX_BACKOFF = 5.0
 log = get_logger(__name__)
 
 
-class DatabaseUnavailableError(Exception):
+class DatabaseUnavailableError(ResourceUnavailableError):
     """The database could not be reached, or did not answer in time."""
+
+    resource = "database"
 
 
 def is_unavailable(error: BaseException) -> bool:

@@ -24,10 +24,8 @@ from quart_schema.validation import QuerystringValidationError
 from werkzeug.exceptions import HTTPException
 
 from .circuit_breaker import CircuitOpenError
-{%- if cookiecutter.database == "postgresql" %}
-from .database import DatabaseUnavailableError
-{%- endif %}
 from .http_client import UpstreamError, UpstreamTimeoutError
+from .lifecycle import ResourceUnavailableError
 from .logging import Throttled, current_request_id, get_logger
 
 CONTENT_TYPE = "application/problem+json"
@@ -82,9 +80,7 @@ def install_errors(app: Quart) -> None:
     dependencies = _DependencyFailures(Throttled(log))
     app.register_error_handler(CircuitOpenError, dependencies.circuit_open)
     app.register_error_handler(UpstreamError, dependencies.upstream_failed)
-{%- if cookiecutter.database == "postgresql" %}
-    app.register_error_handler(DatabaseUnavailableError, dependencies.database_unavailable)
-{%- endif %}
+    app.register_error_handler(ResourceUnavailableError, dependencies.resource_unavailable)
     app.register_error_handler(Exception, _unexpected_error)
 
 
@@ -140,12 +136,11 @@ class _DependencyFailures:
         if isinstance(error, UpstreamTimeoutError):
             return problem(504, f"A service this one depends on ({error.upstream}) did not answer in time.")
         return problem(503, f"A service this one depends on ({error.upstream}) is unavailable.")
-{%- if cookiecutter.database == "postgresql" %}
 
-    async def database_unavailable(self, error: DatabaseUnavailableError) -> Response:
-        self._log.warning("database unavailable", error=str(error))
-        return problem(503, "The database is unavailable; try again later.", headers={"Retry-After": "1"})
-{%- endif %}
+    async def resource_unavailable(self, error: ResourceUnavailableError) -> Response:
+        self._log.warning(f"{error.resource} unavailable", error=str(error))
+        detail = f"The {error.resource} is unavailable; try again later."
+        return problem(503, detail, headers={"Retry-After": "1"})
 
 
 async def _unexpected_error(error: Exception) -> Response:

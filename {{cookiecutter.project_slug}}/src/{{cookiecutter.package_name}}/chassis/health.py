@@ -25,8 +25,8 @@ from typing import Any
 from quart import Blueprint, Quart, current_app
 
 from .logging import Throttled, get_logger
+from .parts import attach, part_of
 
-EXTENSION_KEY = "health"
 DEFAULT_CHECK_TIMEOUT = 2.0
 
 blueprint = Blueprint("health", __name__, url_prefix="/health")
@@ -119,13 +119,8 @@ class Health:
 
 
 def install_health(app: Quart, health: Health) -> None:
-    app.extensions[EXTENSION_KEY] = health
+    attach(app, health)
     app.register_blueprint(blueprint)
-
-
-def health_of(app: Quart) -> Health:
-    health: Health = app.extensions[EXTENSION_KEY]
-    return health
 
 
 @blueprint.get("/live")
@@ -135,7 +130,7 @@ async def live() -> dict[str, Any]:
 
 @blueprint.get("/ready")
 async def ready() -> tuple[dict[str, Any], int]:
-    health = health_of(current_app)
+    health = part_of(current_app, Health)
     readiness, results = await health.readiness()
     body: dict[str, Any] = {"status": readiness.value}
     if health.show_details:
@@ -148,5 +143,5 @@ async def ready() -> tuple[dict[str, Any], int]:
 
 @blueprint.get("/startup")
 async def startup() -> tuple[dict[str, Any], int]:
-    started = health_of(current_app).started
+    started = part_of(current_app, Health).started
     return {"status": "STARTED" if started else "STARTING"}, 200 if started else 503

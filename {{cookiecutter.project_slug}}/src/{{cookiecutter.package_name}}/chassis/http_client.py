@@ -22,12 +22,11 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import httpx
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-from quart import Quart
 from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..settings import UpstreamSettings, UpstreamsSettings
@@ -38,7 +37,6 @@ from .metrics import LATENCY_BUCKETS
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .tracing import Tracing
 
-EXTENSION_KEY = "upstreams"
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # Answers that say "try again": an idempotent call is retried on them.
 RETRY_STATUSES = frozenset({502, 503, 504})
@@ -54,7 +52,7 @@ __all__ = [
     "HttpClientMetrics",
     "UpstreamError",
     "UpstreamTimeoutError",
-    "upstreams_of",
+    "Upstreams",
 ]
 
 
@@ -244,17 +242,34 @@ def _may_retry(method: str, error: BaseException) -> bool:
     return method in IDEMPOTENT_METHODS and isinstance(error, httpx.TransportError | _RetryableStatusError)
 
 
-def http_clients(
-    upstreams: UpstreamsSettings, *, metrics: HttpClientMetrics, tracing: Tracing
-) -> dict[str, HttpClient]:
-    """One client per upstream declared in ``settings.upstreams``, by name."""
-    return {
-        field.name: HttpClient(field.name, getattr(upstreams, field.name), metrics=metrics, tracing=tracing)
-        for field in dataclasses.fields(upstreams)
-    }
+class Upstreams(Mapping[str, HttpClient]):
+    """The clients of the upstreams declared in ``settings.upstreams``, by name.
 
+    A handler calls one as ``part_of(current_app, Upstreams)["catalog"].get("/products/1")``.
+    """
 
-def upstreams_of(app: Quart) -> Mapping[str, HttpClient]:
-    """The app's started clients, by upstream name: ``upstreams_of(current_app)["catalog"]``."""
-    upstreams: Mapping[str, HttpClient] = app.extensions[EXTENSION_KEY]
-    return upstreams
+    def __init__(self, clients: Mapping[str, HttpClient]) -> None:
+        self._clients = dict(clients)
+
+    @classmethod
+    def from_settings(
+        cls, upstreams: UpstreamsSettings, *, metrics: HttpClientMetrics, tracing: Tracing
+    ) -> Upstreams:
+        """One client per upstream declared in ``upstreams``."""
+        return cls(
+            {
+                field.name: HttpClient(
+                    field.name, getattr(upstreams, field.name), metrics=metrics, tracing=tracing
+                )
+                for field in dataclasses.fields(upstreams)
+            }
+        )
+
+    def __getitem__(self, name: str) -> HttpClient:
+        return self._clients[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._clients)
+
+    def __len__(self) -> int:
+        return len(self._clients)

@@ -7,14 +7,15 @@ import platform
 from quart import Blueprint, current_app
 
 from .. import DISTRIBUTION_NAME, TEMPLATE_VERSION, __version__
-from ..settings import SETTINGS_KEY, Settings
+from ..settings import Settings
+from .parts import part_of
 
 blueprint = Blueprint("info", __name__)
 
 
 @blueprint.get("/info")
 async def info() -> dict[str, str]:
-    settings: Settings = current_app.config[SETTINGS_KEY]
+    settings = part_of(current_app, Settings)
     return {
         "name": DISTRIBUTION_NAME,
         "version": __version__,

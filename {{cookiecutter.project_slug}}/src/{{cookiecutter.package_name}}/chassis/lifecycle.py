@@ -21,8 +21,7 @@ from quart import Quart
 
 from .health import Check, Health
 from .logging import get_logger
-
-EXTENSION_KEY = "lifecycle"
+from .parts import attach
 
 log = get_logger(__name__)
 
@@ -52,6 +51,16 @@ class Resource:
 
 class ResourceError(Exception):
     """A resource failed to start or stop; the message names it."""
+
+
+class ResourceUnavailableError(Exception):
+    """A resource cannot serve a request now (out of reach, or too slow): the client gets 503.
+
+    Each resource raises its own subclass, naming itself in ``resource``; the message is
+    for the log (one line, no data of the request).
+    """
+
+    resource = "resource"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,11 +165,6 @@ class Lifecycle:
 
 
 def install_lifecycle(app: Quart, lifecycle: Lifecycle) -> None:
-    app.extensions[EXTENSION_KEY] = lifecycle
+    attach(app, lifecycle)
     app.before_serving(lifecycle.begin)
     app.after_serving(lifecycle.end)
-
-
-def lifecycle_of(app: Quart) -> Lifecycle:
-    lifecycle: Lifecycle = app.extensions[EXTENSION_KEY]
-    return lifecycle

@@ -28,11 +28,12 @@ from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from quart import Quart, Response
 
+from .parts import attach
+
 MULTIPROCESS_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 UNMATCHED_ROUTE = "<unmatched>"
 # Suited to a web service: 5 ms to 10 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
-EXTENSION_KEY = "metrics"
 
 
 class HttpMetrics:
@@ -112,7 +113,7 @@ class HttpMetrics:
 
 def install_metrics(app: Quart, metrics: HttpMetrics, path: str) -> None:
     """Serve ``metrics`` at ``path`` on ``app``."""
-    app.extensions[EXTENSION_KEY] = metrics
+    attach(app, metrics)
 
     async def serve_metrics() -> Response:
         return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

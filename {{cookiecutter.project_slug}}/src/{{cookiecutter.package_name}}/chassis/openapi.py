@@ -9,8 +9,9 @@ as the ``default`` response and under the statuses a handler names with
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from pydantic import BaseModel
 from quart import Blueprint, Quart, Response
@@ -20,10 +21,18 @@ from quart_schema.typing import Model
 from werkzeug.routing import Rule
 
 from .errors import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
+from .parts import attach, part_of
 
-EXTENSION_KEY = "openapi_blueprints"
 OPENAPI_PATH = "/openapi.json"
 DOCS_PATH = "/docs"
+
+
+@dataclasses.dataclass(frozen=True)
+class DocumentedBlueprints:
+    """The names of the blueprints that make up the API (the chassis' own routes are left out)."""
+
+    names: frozenset[str]
+
 
 Handler = TypeVar("Handler", bound=Callable[..., Any])
 MakeResponse = Callable[[Any], Awaitable[ResponseTypes]]
@@ -72,7 +81,7 @@ class _ApiProvider(OpenAPIProvider):
     """quart-schema's document, limited to the API's blueprints, with problems as errors."""
 
     def generate_rules(self) -> Iterable[Rule]:
-        documented = self._app.extensions[EXTENSION_KEY]
+        documented = part_of(cast("Quart", self._app), DocumentedBlueprints).names
         for rule in super().generate_rules():
             if rule.endpoint.partition(".")[0] in documented:
                 yield rule
@@ -103,7 +112,7 @@ class _ApiProvider(OpenAPIProvider):
 
 
 def install_openapi(app: Quart, blueprints: Iterable[Blueprint], *, title: str, version: str) -> None:
-    app.extensions[EXTENSION_KEY] = frozenset(blueprint.name for blueprint in blueprints)
+    attach(app, DocumentedBlueprints(frozenset(blueprint.name for blueprint in blueprints)))
     make_response = app.make_response
     QuartSchema(
         app,

@@ -36,12 +36,13 @@ from multiprocessing.process import BaseProcess
 from hypercorn.config import Sockets
 
 from ..settings import Settings
-from .health import health_of
+from .health import Health
 from .http_server import hypercorn_config, serve_http
-from .lifecycle import lifecycle_of
+from .lifecycle import Lifecycle
 from .limits import TimeLimitedQuart
 from .logging import get_logger
 from .metrics import mark_worker_dead, prepare_multiprocess_dir, remove_multiprocess_dir
+from .parts import part_of
 
 AppFactory = Callable[[Settings], TimeLimitedQuart]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
@@ -116,7 +117,7 @@ def run_worker(
     app = app_factory(settings)
     with asyncio.Runner(loop_factory=loop_factory(settings)) as runner:
         runner.run(_serve_until_signalled(app, settings, sockets, early_signals, supervisor))
-    return 1 if lifecycle_of(app).failed else 0
+    return 1 if part_of(app, Lifecycle).failed else 0
 
 
 def _worker_process(
@@ -134,7 +135,7 @@ async def _serve_until_signalled(
     supervisor: Connection | None,
 ) -> None:
     stop = asyncio.Event()
-    lifecycle_of(app).request_stop = stop
+    part_of(app, Lifecycle).request_stop = stop
     shutdown = _GracefulShutdown(app, settings, stop)
     loop = asyncio.get_running_loop()
     for signum in STOP_SIGNALS:
@@ -181,7 +182,7 @@ class _GracefulShutdown:
 
     def _begin(self) -> None:
         self._stopping = True
-        health_of(self._app).mark_draining()
+        part_of(self._app, Health).mark_draining()
         asyncio.get_running_loop().call_later(self._delay, self._close)
 
     def _close(self) -> None:

@@ -17,7 +17,8 @@ from quart_schema import validate_querystring, validate_request, validate_respon
 from werkzeug.exceptions import Conflict, NotFound
 
 from ..chassis.openapi import documents_no_content, documents_problems, empty_response
-from ..services import services_of
+from ..chassis.parts import part_of
+from ..services import Services
 from ..services.items import Item, ItemNameTakenError, NewItem
 
 blueprint = Blueprint("items", __name__, url_prefix="/items")
@@ -106,7 +107,7 @@ def _refuse_ids_past_int64(item_id: int) -> None:
 async def create_item(data: ItemIn) -> tuple[ItemOut, int, dict[str, str]]:
     """Create an item (names are unique)."""
     try:
-        item = await services_of(current_app).items.add(NewItem(**data.model_dump()))
+        item = await part_of(current_app, Services).items.add(NewItem(**data.model_dump()))
     except ItemNameTakenError as error:
         raise Conflict(f"An item named {error.name!r} already exists.") from None
     return ItemOut.of(item), 201, {"Location": url_for("items.get_item", item_id=item.id)}
@@ -118,7 +119,7 @@ async def create_item(data: ItemIn) -> tuple[ItemOut, int, dict[str, str]]:
 async def get_item(item_id: int) -> ItemOut:
     """Get an item by its id."""
     _refuse_ids_past_int64(item_id)
-    item = await services_of(current_app).items.get(item_id)
+    item = await part_of(current_app, Services).items.get(item_id)
     if item is None:
         raise NotFound(f"There is no item {item_id}.")
     return ItemOut.of(item)
@@ -132,7 +133,7 @@ async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
     """Replace an item's name, description and price."""
     _refuse_ids_past_int64(item_id)
     try:
-        item = await services_of(current_app).items.replace(item_id, NewItem(**data.model_dump()))
+        item = await part_of(current_app, Services).items.replace(item_id, NewItem(**data.model_dump()))
     except ItemNameTakenError as error:
         raise Conflict(f"An item named {error.name!r} already exists.") from None
     if item is None:
@@ -146,7 +147,7 @@ async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
 async def delete_item(item_id: int) -> Response:
     """Delete an item."""
     _refuse_ids_past_int64(item_id)
-    if not await services_of(current_app).items.remove(item_id):
+    if not await part_of(current_app, Services).items.remove(item_id):
         raise NotFound(f"There is no item {item_id}.")
     return empty_response()
 
@@ -158,5 +159,5 @@ async def delete_item(item_id: int) -> Response:
 async def list_items(query_args: PageQuery) -> ItemPage:
     """List items, a page at a time."""
     limit, offset = query_args.limit, query_args.offset
-    items, total = await services_of(current_app).items.list(limit=limit, offset=offset)
+    items, total = await part_of(current_app, Services).items.list(limit=limit, offset=offset)
     return ItemPage(items=[ItemOut.of(item) for item in items], total=total, limit=limit, offset=offset)

@@ -1,0 +1,126 @@
+"""What every command of the entrypoint shares: settings as flags, help grouped by section.
+
+``settings_options`` gives a command ``--config`` and one flag per declared setting;
+its ``--help`` lists the flags under a heading per settings section.  Commands that an
+optional part of the service brings live in that part's own module and are found
+through the ``<package>.commands`` entry points (see ``pyproject.toml``).
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from pathlib import Path
+from typing import Any
+
+import click
+
+from ..settings import CONFIG_ENV_VAR, Settings, iter_specs, load_settings
+from .config import LoadedSettings, SettingsError
+
+DEFAULT_COMMAND = "serve"
+# Exit code for bad configuration (the same code click uses for usage errors).
+EXIT_BAD_CONFIG = 2
+CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
+
+
+class SettingOption(click.Option):
+    """The flag of one setting; knows its section, so ``--help`` can group it."""
+
+    def __init__(self, *args: Any, section: str, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.section = section
+
+
+class SettingsCommand(click.Command):
+    """A command whose ``--help`` lists its own options, then the settings flags by section."""
+
+    def format_options(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        own: list[tuple[str, str]] = []
+        by_section: dict[str, list[tuple[str, str]]] = {}
+        for param in self.get_params(ctx):
+            record = param.get_help_record(ctx)
+            if record is None:
+                continue
+            if isinstance(param, SettingOption):
+                by_section.setdefault(param.section, []).append(record)
+            else:
+                own.append(record)
+        with formatter.section("Options"):
+            formatter.write_dl(own)
+        for section, records in by_section.items():
+            with formatter.section(f"{section} settings"):
+                formatter.write_dl(records)
+
+
+class CommandGroup(click.Group):
+    """A group whose commands are ``SettingsCommand``s."""
+
+    command_class = SettingsCommand
+
+
+class DefaultCommandGroup(CommandGroup):
+    """The entrypoint: runs ``serve`` when no command is named; its help lists every setting."""
+
+    group_class = CommandGroup
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        group_options = {"-h", "--help", "--version"}
+        if not args or (args[0] not in self.commands and args[0] not in group_options):
+            args = [DEFAULT_COMMAND, *args]
+        return super().parse_args(ctx, args)
+
+    def format_epilog(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """List every setting, so the top-level help documents the whole configuration."""
+        rows = [
+            (spec.key, f"{spec.flag}, {spec.env_var}: {spec.describe()}; default {spec.default!r}")
+            for spec in iter_specs()
+        ]
+        with formatter.section("Settings (settings.yml key: flag, environment variable: type; default)"):
+            formatter.write_dl(rows)
+        super().format_epilog(ctx, formatter)
+
+    def add_commands_from_entry_points(self, group: str) -> None:
+        """Add the commands that installed parts of the service declare in entry point ``group``."""
+        for entry_point in entry_points(group=group):
+            self.add_command(entry_point.load(), entry_point.name)
+
+
+def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add ``--config`` and one flag per declared setting to a command."""
+    for spec in reversed(list(iter_specs())):
+        help_text = f"{spec.help} [default: {spec.default!r}; env: {spec.env_var}]"
+        if spec.is_flag:
+            flags = f"{spec.flag}/--no-{spec.flag.removeprefix('--')}"
+            option = click.option(
+                flags, spec.param_name, cls=SettingOption, section=spec.section, default=None, help=help_text
+            )
+        else:
+            option = click.option(
+                spec.flag,
+                spec.param_name,
+                cls=SettingOption,
+                section=spec.section,
+                default=None,
+                metavar=spec.metavar,
+                help=help_text,
+            )
+        command = option(command)
+    config_option = click.option(
+        "--config",
+        "config_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        default=None,
+        help=f"Settings file (YAML). [env: {CONFIG_ENV_VAR}; default: ./settings.yml if it exists]",
+    )
+    return config_option(command)
+
+
+def load_or_exit(config_file: Path | None, flags: dict[str, Any]) -> LoadedSettings[Settings]:
+    """Load the settings, or print one line naming the problem and exit with code 2."""
+    try:
+        return load_settings(cli=flags, config_file=config_file)
+    except SettingsError as error:
+        click.echo(f"error: {error}", err=True)
+        sys.exit(EXIT_BAD_CONFIG)
