@@ -12,7 +12,11 @@
    pytest's real counts, and says why tests were skipped.
 
 Before both, the files of a backing service that was not chosen (database, cache)
-are removed.
+are removed, and ``package_name`` is refused if it is the top-level module of a
+dependency the rendered ``pyproject.toml`` declares (``quart``, ``yaml``...): the
+package would shadow it.  Verification then checks it against every module actually
+installed in ``.venv`` (``importlib.metadata.packages_distributions()``), which also
+covers the dependencies' own dependencies (``werkzeug``, ``priority``...).
 
 ``cruft update`` and ``cruft diff`` render the template twice into throw-away folders
 only to compare them. Those copies are pruned but neither locked nor verified: the
@@ -35,6 +39,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -105,6 +110,17 @@ TEST_SERVERS = {
 PYTEST_COUNTS = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s", re.MULTILINE)
 # The generated conftest's own summary of skips: "23 tests skipped: needs PostgreSQL: run ...".
 SKIP_REASON = re.compile(r"^(\d+) tests skipped: needs (\w+)", re.MULTILINE)
+# A requirement's distribution name (PEP 508), e.g. "quart" in "quart>=0.20".
+REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)")
+# The only distributions whose top-level module is not their normalised name; the
+# template's tests compare every declared dependency against its installed metadata.
+MODULE_OF_DISTRIBUTION = [
+    (re.compile(r"pyyaml"), "yaml"),
+    (re.compile(r"opentelemetry_.+"), "opentelemetry"),  # one namespace package, many distributions
+    (re.compile(r"types_.+"), None),  # type stubs: nothing importable
+]
+# Every installed top-level module and the distributions that provide it, in .venv.
+INSTALLED_MODULES = "import importlib.metadata, json; print(json.dumps(importlib.metadata.packages_distributions()))"
 
 
 class HookFailure(Exception):
@@ -113,6 +129,13 @@ class HookFailure(Exception):
 
 class NoSuitablePython(HookFailure):
     """No interpreter here satisfies the project's requires-python; the message says how to go on."""
+
+
+class ShadowingPackageName(Exception):
+    """package_name is a module the service depends on; the message names the field, as the pre-gen hook does."""
+
+    def __init__(self, module: str, source: str) -> None:
+        super().__init__(f"package_name = {PACKAGE_NAME!r}: shadows a module the service depends on ({module}, {source})")
 
 
 def is_true(value: object) -> bool:
@@ -288,6 +311,63 @@ def reachable_test_servers(venv_python: Path) -> dict:
     return env
 
 
+def canonical(name: str) -> str:
+    """A distribution name as a module name would be written: lowercase, runs of -_. as one underscore."""
+    return re.sub(r"[-_.]+", "_", name).lower()
+
+
+def module_of(distribution: str) -> str | None:
+    """The top-level module a distribution installs (None for type stubs, which install none)."""
+    name = canonical(distribution)
+    for pattern, module in MODULE_OF_DISTRIBUTION:
+        if pattern.fullmatch(name):
+            return module
+    return name
+
+
+def declared_modules(project: Path) -> dict:
+    """Top-level module -> the requirement that brings it, for everything the rendered pyproject.toml declares:
+    the build backend, the dependencies, every extra and dependency group (the project's own name left out)."""
+    data = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))
+    requirements = list(data.get("build-system", {}).get("requires", []))
+    requirements += data["project"].get("dependencies", [])
+    for group in [*data["project"].get("optional-dependencies", {}).values(), *data.get("dependency-groups", {}).values()]:
+        requirements += [requirement for requirement in group if isinstance(requirement, str)]
+    own = canonical(data["project"]["name"])
+    modules = {}
+    for requirement in requirements:
+        match = REQUIREMENT_NAME.match(requirement)
+        if match and canonical(match.group(1)) != own:
+            module = module_of(match.group(1))
+            if module:
+                modules.setdefault(module, f"declared in pyproject.toml as {requirement.split(';')[0].strip()!r}")
+    return modules
+
+
+def installed_modules(venv_python: Path) -> dict:
+    """Top-level module -> the distributions that install it, for everything in .venv but the project itself."""
+    try:
+        result = subprocess.run([str(venv_python), "-c", INSTALLED_MODULES], capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT, env=tool_env())
+        found = json.loads(result.stdout) if result.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError, ValueError):
+        found = None
+    if not isinstance(found, dict):
+        raise HookFailure("listing the modules installed in .venv failed")
+    own = canonical(PROJECT_SLUG)
+    return {
+        module: f"installed in .venv by {', '.join(sorted(set(distributions)))}"
+        for module, distributions in found.items()
+        if any(canonical(distribution) != own for distribution in distributions)
+    }
+
+
+def check_package_name(modules: dict) -> None:
+    """Refuse package_name if it is one of ``modules``: the project's package would shadow that module."""
+    if PACKAGE_NAME in modules:
+        raise ShadowingPackageName(PACKAGE_NAME, modules[PACKAGE_NAME])
+
+
 def verify(uv: str, python: str, project: Path, log: Path) -> str:
     """Install into .venv and run the tests; returns pytest's counts (and why tests were skipped)."""
     venv_python = project / ".venv" / "bin" / "python"
@@ -302,6 +382,8 @@ def verify(uv: str, python: str, project: Path, log: Path) -> str:
         [uv, "pip", "install", "--python", str(venv_python), "--require-hashes", "-r", "requirements-dev.lock"],
         timeout=INSTALL_TIMEOUT, log=log, cwd=project,
     )
+    # Every module the lock installed, the dependencies' own dependencies included.
+    check_package_name(installed_modules(venv_python))
     run_step(
         "installing the project",
         [uv, "pip", "install", "--python", str(venv_python), "--no-deps", "-e", "."],
@@ -397,6 +479,11 @@ def main() -> int:
         say("rendered for cruft to compare: not locked or verified (the project keeps its locks and .venv); "
             "if the update changes dependencies in pyproject.toml, run `make lock`")
         return 0
+    try:
+        check_package_name(declared_modules(project))
+    except ShadowingPackageName as refusal:
+        print(f"error: {refusal}", file=sys.stderr)
+        return 1
     if is_true(os.environ.get(SKIP_LOCK_ENV, "")):
         say(f"{SKIP_LOCK_ENV} is set: no lock files written and nothing verified; run `make lock` later")
         summary(project, "not locked")
@@ -421,11 +508,16 @@ def main() -> int:
         uv = find_uv()
         lock(uv, project)
         if not should_verify:
+            log.unlink(missing_ok=True)
             say("verification skipped (verify=false or PYCHASSIS_SKIP_VERIFY set)")
             summary(project, f"locked in {time.monotonic() - started:.1f} s, not verified")
             return 0
         say(f"verifying with {python}: installing from the lock into .venv and running the tests ...")
         outcome = verify(uv, python, project, log)
+    except ShadowingPackageName as refusal:
+        log.unlink(missing_ok=True)
+        print(f"error: {refusal}", file=sys.stderr)
+        return 1
     except HookFailure as failure:
         print(f"[pychassis] error: {failure}", file=sys.stderr)
         print(

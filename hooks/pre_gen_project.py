@@ -3,6 +3,12 @@
 Runs before anything is rendered.  Every refusal is one line that names the
 field and the rule, and the hook exits 1 so cookiecutter/cruft stop cleanly.
 Answers are read through ``tojson`` twice, so no answer can inject code here.
+
+A ``package_name`` that shadows one of the service's dependencies (``quart``,
+``yaml``...) is refused by the post-generation hook, from what the rendered
+``pyproject.toml`` declares and then from what ``.venv`` really installs: under
+cruft this hook is given no path to the template's files, and the rendered
+``pyproject.toml`` holds exactly the chosen options' dependencies.
 """
 
 import json
@@ -30,17 +36,6 @@ SUPPORTED_PYTHONS = json.loads({{ cookiecutter._supported_pythons | tojson | toj
 # Longer names make unwieldy imports, environment variables and image names.
 MAX_NAME_LENGTH = 50
 
-# Top-level modules of the generated project's dependencies and tools: a package
-# with one of these names would shadow it (``import quart`` would find the service).
-DEPENDENCY_MODULES = {
-    "_pytest", "aiofiles", "alembic", "anyio", "asyncpg", "blinker", "certifi", "click",
-    "flask", "h11", "h2", "hatchling", "hpack", "httpcore", "httpx",
-    "hypercorn", "hyperframe", "idna", "iniconfig", "itsdangerous", "jinja2", "markupsafe",
-    "mypy", "opentelemetry", "packaging", "pip", "pkg_resources", "pluggy", "priority",
-    "prometheus_client", "pydantic", "pytest", "pytest_asyncio", "quart", "quart_schema",
-    "redis", "ruff", "setuptools", "sniffio", "sqlalchemy", "structlog", "tenacity",
-    "typing_extensions", "uv", "uvloop", "werkzeug", "wsproto", "yaml",
-}
 # Names that collide with the project's own layout or with test discovery.
 RESERVED_NAMES = {"conftest", "setup", "site", "src", "test", "tests"}
 
@@ -113,8 +108,6 @@ def check_package_name() -> None:
         raise Refusal("package_name", "is a Python keyword")
     if name in sys.stdlib_module_names:
         raise Refusal("package_name", "shadows a module of the Python standard library")
-    if name in DEPENDENCY_MODULES:
-        raise Refusal("package_name", "shadows a module the service depends on")
     if name in RESERVED_NAMES:
         raise Refusal("package_name", "is reserved by the project layout or by test discovery")
 

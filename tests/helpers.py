@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+import types
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
@@ -72,6 +73,25 @@ def render(
         check=False,
     )
     return Render(result.returncode, result.stdout, result.stderr, output_dir, time.monotonic() - started)
+
+
+def load_hook(name: str, answers: dict[str, object] | None = None) -> types.ModuleType:
+    """``hooks/<name>.py`` rendered as cookiecutter renders it (defaults, or ``answers``), imported without running it."""
+    from cookiecutter.generate import generate_context
+    from cookiecutter.prompt import prompt_for_config
+    from cookiecutter.utils import create_env_with_context
+
+    sys.path.insert(0, str(TEMPLATE_DIR))  # cookiecutter imports local_extensions from the template
+    try:
+        context = generate_context(str(TEMPLATE_DIR / "cookiecutter.json"), extra_context=answers)
+        context["cookiecutter"] = prompt_for_config(context, no_input=True)
+        hook = (TEMPLATE_DIR / "hooks" / f"{name}.py").read_text(encoding="utf-8")
+        source = create_env_with_context(context).from_string(hook).render(**context)
+    finally:
+        sys.path.remove(str(TEMPLATE_DIR))
+    module = types.ModuleType(name)
+    exec(compile(source, f"hooks/{name}.py", "exec"), module.__dict__)  # noqa: S102 - our own hook
+    return module
 
 
 def files_of(project: Path) -> list[Path]:

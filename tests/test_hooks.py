@@ -1,7 +1,9 @@
-"""The post-generation hook when the index is away, and generation through cruft."""
+"""The post-generation hook when the index is away, generation through cruft, and package
+names that would shadow a dependency."""
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import re
 import shutil
@@ -9,12 +11,13 @@ import socket
 import subprocess
 import sys
 import threading
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from helpers import TEMPLATE_DIR, clean_env, render
+from helpers import TEMPLATE_DIR, clean_env, load_hook, render
 from interpreters import SUPPORTED
 
 OFFLINE_LIMIT = 60.0
@@ -172,3 +175,87 @@ def test_verification_reports_the_real_counts_and_why_tests_were_skipped(tmp_pat
     assert int(counts.group(1)) > 0
     assert counts.group(2) == counts.group(3)
     assert "all tests passed" not in result.stdout
+
+
+def test_every_declared_dependency_is_named_by_the_module_it_installs() -> None:
+    """The hook's distribution -> module rule against the metadata of each dependency installed here."""
+    hook = load_hook("post_gen_project")
+    text = (TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "pyproject.toml").read_text(encoding="utf-8")
+    # Every variant: Jinja's statements dropped, its expressions made plain names.
+    text = re.sub(r"^\s*\{%.*%\}\s*$", "", text, flags=re.M)
+    text = re.sub(r"\{\{[^}]*\|\s*quoted\s*\}\}", '"x"', text)
+    text = re.sub(r"\{\{[^}]*\}\}", "x", text)
+    data = tomllib.loads(text)
+    requirements = [*data["build-system"]["requires"], *data["project"]["dependencies"]]
+    for extra in data["project"]["optional-dependencies"].values():
+        requirements += extra
+    provided = importlib.metadata.packages_distributions()
+    checked = []
+    for requirement in requirements:
+        name = hook.REQUIREMENT_NAME.match(requirement).group(1)
+        try:
+            distribution = importlib.metadata.distribution(name).metadata["Name"]
+        except importlib.metadata.PackageNotFoundError:
+            continue  # not installed for the template's tests (watchfiles, hatchling, the project itself)
+        modules = {module for module, names in provided.items() if distribution in names}
+        module = hook.module_of(name)
+        if module is None:
+            assert all(found.endswith("-stubs") for found in modules), (name, modules)
+        else:
+            assert module in modules, f"{name} installs {sorted(modules)}, the hook says {module}"
+        checked.append(name)
+    assert len(checked) >= 25, checked
+
+
+@pytest.mark.parametrize(
+    ("answers", "module", "source"),
+    [
+        ({"package_name": "quart"}, "quart", "'quart>=0.20'"),
+        ({"package_name": "yaml"}, "yaml", "'pyyaml>=6.0'"),
+        ({"package_name": "opentelemetry"}, "opentelemetry", "'opentelemetry-api>=1.27'"),
+        ({"package_name": "pytest_asyncio"}, "pytest_asyncio", "'pytest-asyncio>=0.24'"),
+        ({"package_name": "hatchling"}, "hatchling", "'hatchling>=1.25'"),
+        ({"package_name": "redis", "cache": "redis"}, "redis", "'redis>=5.0'"),
+    ],
+)
+def test_a_package_name_shadowing_a_declared_dependency_is_refused(
+    tmp_path: Path, answers: dict, module: str, source: str
+) -> None:
+    result = render(tmp_path, answers, timeout=120)
+    assert result.returncode != 0
+    assert (
+        f"error: package_name = {module!r}: shadows a module the service depends on "
+        f"({module}, declared in pyproject.toml as {source})"
+    ) in result.stderr
+    assert "Traceback" not in result.stderr
+    assert not any(tmp_path.iterdir()), "cookiecutter removes the project"
+
+
+def test_a_dependency_of_an_option_not_chosen_is_a_free_name(tmp_path: Path) -> None:
+    result = render(tmp_path, {"package_name": "redis"}, timeout=120)
+    assert result.returncode == 0, result.stderr
+
+
+def test_the_installed_modules_are_checked_too() -> None:
+    """The exact check verification makes once the lock is installed, here against this environment."""
+    hook = load_hook("post_gen_project", {"package_name": "werkzeug"})
+    installed = hook.installed_modules(Path(sys.executable))
+    with pytest.raises(hook.ShadowingPackageName) as refusal:
+        hook.check_package_name(installed)
+    assert str(refusal.value) == (
+        "package_name = 'werkzeug': shadows a module the service depends on (werkzeug, installed in .venv by Werkzeug)"
+    )
+    load_hook("post_gen_project", {"package_name": "billing"}).check_package_name(installed)
+
+
+@pytest.mark.slow
+def test_a_package_name_shadowing_a_dependency_of_a_dependency_is_refused_once_installed(tmp_path: Path) -> None:
+    """``priority`` comes with Hypercorn (through h2): only the installed environment knows it."""
+    result = render(tmp_path, {"package_name": "priority"}, skip_lock=False, timeout=600)
+    assert result.returncode != 0
+    assert (
+        "error: package_name = 'priority': shadows a module the service depends on "
+        "(priority, installed in .venv by priority)"
+    ) in result.stderr
+    assert "running the generated tests" not in result.stdout + result.stderr, "it stops before the tests"
+    assert not any(tmp_path.iterdir()), "cookiecutter removes the project"
