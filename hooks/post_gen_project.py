@@ -1,4 +1,4 @@
-"""Pin and verify the freshly rendered project, then say what to do next.
+"""Pin, verify and commit the freshly rendered project, then say what to do next.
 
 1. Lock: resolve the project's dependencies with uv (universal resolution, so the
    locks install on Linux x86_64 and aarch64 and on every supported Python) and
@@ -10,8 +10,15 @@
    suite; with PostgreSQL or Redis chosen, their tests run too when a server answers
    at the URL the project's README gives for local development.  The summary gives
    pytest's real counts, and says why tests were skipped.
+3. Commit: the project becomes a git repository (branch ``main``) with one commit of
+   everything generated, locks included and ``.venv`` left out by its ``.gitignore``,
+   authored by ``author_name <author_email>`` (also unlocked, with PYCHASSIS_SKIP_LOCK).
+   Not when git is missing, or the project is a repository already or sits in another
+   one's work tree (unless that repository ignores it); never for cruft's comparison
+   renders.  A commit that fails (say, a global git hook refuses it) is reported in
+   one line and generation goes on.
 
-Before both, the files of a backing service that was not chosen (database, cache)
+Before all three, the files of a backing service that was not chosen (database, cache)
 are removed, and ``package_name`` is refused if it is the top-level module of a
 dependency the rendered ``pyproject.toml`` declares (``quart``, ``yaml``...): the
 package would shadow it.  Verification then checks it against every module actually
@@ -28,7 +35,7 @@ Switches (environment variables):
                            run ``make lock`` later
 
 Running the hook again on an existing project is safe: existing pins are kept as
-uv's preferences and an existing ``.venv`` is reused.
+uv's preferences, an existing ``.venv`` is reused and an existing repository gets no commit.
 """
 
 import json
@@ -52,6 +59,9 @@ DATABASE = json.loads({{ cookiecutter.database | tojson | tojson }})
 CACHE = json.loads({{ cookiecutter.cache | tojson | tojson }})
 SUPPORTED_PYTHONS = json.loads({{ cookiecutter._supported_pythons | tojson | tojson }})
 HTTP_PORT = json.loads({{ cookiecutter.http_port | tojson | tojson }})
+AUTHOR_NAME = json.loads({{ cookiecutter.author_name | tojson | tojson }})
+AUTHOR_EMAIL = json.loads({{ cookiecutter.author_email | tojson | tojson }})
+TEMPLATE_VERSION = json.loads({{ cookiecutter._template_version | tojson | tojson }})
 # cruft adds the template commit it renders; plain cookiecutter does not.
 CRUFT_COMMIT = json.loads({{ cookiecutter._commit | default("") | tojson | tojson }})
 
@@ -121,6 +131,10 @@ MODULE_OF_DISTRIBUTION = [
 ]
 # Every installed top-level module and the distributions that provide it, in .venv.
 INSTALLED_MODULES = "import importlib.metadata, json; print(json.dumps(importlib.metadata.packages_distributions()))"
+GIT_TIMEOUT = 60
+# Variables that would point git at another repository (set when cookiecutter runs inside a git hook).
+GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECTORY",
+                "GIT_ALTERNATE_OBJECT_DIRECTORIES", "GIT_COMMON_DIR", "GIT_NAMESPACE", "GIT_PREFIX")
 
 
 class HookFailure(Exception):
@@ -450,6 +464,62 @@ def rendered_for_comparison() -> bool:
     return runs_cruft and any(part in {"update", "diff"} for part in command)
 
 
+def git_environment() -> dict:
+    """The caller's environment, minus anything that points git elsewhere; the answers are the author."""
+    env = {name: value for name, value in os.environ.items() if name not in GIT_LOCATION}
+    env.update(GIT_AUTHOR_NAME=AUTHOR_NAME, GIT_AUTHOR_EMAIL=AUTHOR_EMAIL, GIT_TERMINAL_PROMPT="0")
+    return env
+
+
+def git_reason(result: subprocess.CompletedProcess) -> str:
+    """git's own reason, in one line: its last error or fatal line, else its last line."""
+    lines = [line.strip() for line in (result.stderr + result.stdout).splitlines() if line.strip()]
+    errors = [line for line in lines if line.startswith(("fatal:", "error:"))]
+    return (errors or lines or [f"exit code {result.returncode}"])[-1]
+
+
+def make_repository(project: Path) -> str:
+    """``git init`` the project and commit every generated file; returns the one line that says what happened."""
+    git = shutil.which("git")
+    if git is None:
+        return "git is not on PATH: the project is not a git repository (run `git init` there later)"
+    env = git_environment()
+
+    def run_git(*args: str, cwd: Path = project) -> subprocess.CompletedProcess:
+        return subprocess.run([git, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, capture_output=True,
+                              text=True, timeout=GIT_TIMEOUT)
+
+    try:
+        where = run_git("rev-parse", "--is-inside-work-tree", "--show-toplevel")
+        if where.returncode == 0 and where.stdout.startswith("true"):
+            top = Path(where.stdout.splitlines()[1])
+            if top == project:
+                return "the project is already a git repository: nothing committed"
+            # A folder the enclosing repository ignores (like build/) may hold a repository of its own.
+            if run_git("check-ignore", "--quiet", str(project), cwd=top).returncode != 0:
+                return f"the project is inside the git work tree of {top}: not made a repository of its own"
+        elif "not a git repository" not in where.stderr:
+            return f"git cannot tell whether the project is in a repository ({git_reason(where)}): not made one"
+        for args, what in (
+            (("init", "--quiet"), "git init"),
+            (("symbolic-ref", "HEAD", "refs/heads/main"), "naming the branch main"),
+            (("add", "--all"), "git add"),
+            (("-c", f"user.name={AUTHOR_NAME}", "-c", f"user.email={AUTHOR_EMAIL}", "commit", "--quiet",
+              "--message", f"Generate {PROJECT_SLUG} from the pychassis template {TEMPLATE_VERSION}"), "the first commit"),
+        ):
+            result = run_git(*args)
+            if result.returncode != 0:
+                return f"made no first commit: {what} failed ({git_reason(result)}); commit the files yourself"
+    except subprocess.TimeoutExpired:
+        return f"made no first commit: git did not answer within {GIT_TIMEOUT} s; commit the files yourself"
+    except (OSError, ValueError) as error:  # ValueError: an answer with a NUL character
+        return f"made no first commit: git could not run ({error}); commit the files yourself"
+    made = "made a git repository (branch main) with one commit of the generated files"
+    if CRUFT_COMMIT:  # cruft create writes .cruft.json after this hook
+        made += "; commit .cruft.json, which cruft writes next, before running `cruft update`"
+    return made
+
+
 def next_steps(project: Path) -> list:
     """The three commands that take a new project from here to a running service."""
     steps = [f"cd {project}"]
@@ -472,6 +542,13 @@ def summary(project: Path, outcome: str) -> None:
         print(f"    {step}", flush=True)
 
 
+def finish(project: Path, outcome: str) -> int:
+    """The last step, once every file (locks included) is written: the first commit, then the summary."""
+    say(make_repository(project))
+    summary(project, outcome)
+    return 0
+
+
 def main() -> int:
     project = Path.cwd()
     prune(project)
@@ -486,8 +563,7 @@ def main() -> int:
         return 1
     if is_true(os.environ.get(SKIP_LOCK_ENV, "")):
         say(f"{SKIP_LOCK_ENV} is set: no lock files written and nothing verified; run `make lock` later")
-        summary(project, "not locked")
-        return 0
+        return finish(project, "not locked")
     should_verify = is_true(VERIFY_ANSWER) and not is_true(os.environ.get(SKIP_VERIFY_ENV, ""))
     started = time.monotonic()
     try:
@@ -510,8 +586,7 @@ def main() -> int:
         if not should_verify:
             log.unlink(missing_ok=True)
             say("verification skipped (verify=false or PYCHASSIS_SKIP_VERIFY set)")
-            summary(project, f"locked in {time.monotonic() - started:.1f} s, not verified")
-            return 0
+            return finish(project, f"locked in {time.monotonic() - started:.1f} s, not verified")
         say(f"verifying with {python}: installing from the lock into .venv and running the tests ...")
         outcome = verify(uv, python, project, log)
     except ShadowingPackageName as refusal:
@@ -530,8 +605,7 @@ def main() -> int:
             print(f"[pychassis] full log: {log}", file=sys.stderr)
         return 1
     log.unlink(missing_ok=True)
-    summary(project, f"locked, installed and tested: {outcome}; verified in {time.monotonic() - started:.1f} s")
-    return 0
+    return finish(project, f"locked, installed and tested: {outcome}; verified in {time.monotonic() - started:.1f} s")
 
 
 if __name__ == "__main__":

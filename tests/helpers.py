@@ -95,7 +95,7 @@ def load_hook(name: str, answers: dict[str, object] | None = None) -> types.Modu
 
 
 def files_of(project: Path) -> list[Path]:
-    skipped = {".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
+    skipped = {".git", ".venv", "__pycache__", ".mypy_cache", ".ruff_cache", ".pytest_cache"}
     return [path for path in project.rglob("*") if path.is_file() and not skipped & set(path.parts)]
 
 

@@ -1,5 +1,5 @@
-"""The post-generation hook when the index is away, generation through cruft, and package
-names that would shadow a dependency."""
+"""The post-generation hook when the index is away, generation through cruft, the first commit,
+and package names that would shadow a dependency."""
 
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TEMPLATE_DIR, clean_env, load_hook, render
+from helpers import DEFAULT_SLUG, TEMPLATE_DIR, clean_env, files_of, load_hook, render
 from interpreters import SUPPORTED
 
 OFFLINE_LIMIT = 60.0
@@ -53,6 +53,24 @@ def closed_port_index() -> str:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     return f"http://127.0.0.1:{port}/simple/"
+
+
+# Git as a user with no git configuration at all sees it: no identity, no global or system settings.
+def bare_git_env(tmp_path: Path, config: str = "") -> dict[str, str]:
+    (tmp_path / "gitconfig").write_text(config, encoding="utf-8")
+    return {"GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"), "GIT_CONFIG_NOSYSTEM": "1"}
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"git {' '.join(args)}: {result.stderr}"
+    return result.stdout
+
+
+def repository_line(stdout: str) -> str:
+    """What the hook said about the repository: its line just before the summary."""
+    lines = [line for line in stdout.splitlines() if line.startswith("[pychassis]")]
+    return lines[lines.index(next(line for line in lines if line.startswith("[pychassis] created "))) - 1]
 
 
 @pytest.mark.parametrize("kind", ["refused", "blackhole"])
@@ -116,13 +134,19 @@ def test_cruft_create_works(tmp_path: Path, template_repo: Path) -> None:
     env = clean_env(PYCHASSIS_SKIP_LOCK="1")
     result = subprocess.run(
         [sys.executable, "-m", "cruft", "create", "--no-input", "--output-dir", str(out), str(template_repo)],
-        capture_output=True, text=True, env=env, check=False,
+        capture_output=True, text=True, env=env, check=False, timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     project = out / "my-service"
     cruft = json.loads((project / ".cruft.json").read_text(encoding="utf-8"))
     assert cruft["context"]["cookiecutter"]["package_name"] == "my_service"
     assert (project / "src" / "my_service" / "cli.py").is_file()
+    # The hook committed everything before cruft wrote .cruft.json, and says to commit that too.
+    assert "commit .cruft.json, which cruft writes next" in result.stdout
+    assert git(project, "status", "--porcelain") == "?? .cruft.json\n"
+    check = subprocess.run([sys.executable, "-m", "cruft", "check"], cwd=project, capture_output=True, text=True,
+                           env=env, check=False, timeout=120)
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_failed_lock_says_what_failed_and_how_to_skip(tmp_path: Path) -> None:
@@ -175,6 +199,81 @@ def test_verification_reports_the_real_counts_and_why_tests_were_skipped(tmp_pat
     assert int(counts.group(1)) > 0
     assert counts.group(2) == counts.group(3)
     assert "all tests passed" not in result.stdout
+
+
+def test_the_project_is_a_repository_with_one_commit_by_the_author(tmp_path: Path) -> None:
+    answers = {"author_name": "Team Payments", "author_email": "payments@example.com"}
+    result = render(tmp_path / "out", answers, env=bare_git_env(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    assert repository_line(result.stdout) == (
+        "[pychassis] made a git repository (branch main) with one commit of the generated files"
+    )
+    assert git(project, "rev-parse", "--show-toplevel").strip() == str(project)
+    assert git(project, "rev-list", "--count", "HEAD").strip() == "1"
+    assert git(project, "log", "--format=%an <%ae>|%cn <%ce>").strip() == (
+        "Team Payments <payments@example.com>|Team Payments <payments@example.com>"
+    )
+    assert git(project, "branch", "--show-current").strip() == "main"
+    assert git(project, "status", "--porcelain", "--untracked-files=all") == ""
+    tracked = set(git(project, "ls-files").splitlines())
+    assert tracked == {str(path.relative_to(project)) for path in files_of(project)}
+    assert {"pyproject.toml", ".gitignore", f"src/{DEFAULT_SLUG.replace('-', '_')}/app.py"} <= tracked
+    # The verified project's byproducts never reach a commit.
+    ignored = (project / ".gitignore").read_text(encoding="utf-8").split()
+    assert {".venv/", "__pycache__/", ".pytest_cache/", ".mypy_cache/", ".ruff_cache/"} <= set(ignored)
+
+
+def test_inside_another_work_tree_no_repository_is_made(tmp_path: Path) -> None:
+    outer = tmp_path / "monorepo"
+    outer.mkdir()
+    git(outer, "init", "--quiet")
+    result = render(outer / "services", env=bare_git_env(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not (result.project() / ".git").exists()
+    assert repository_line(result.stdout) == (
+        f"[pychassis] the project is inside the git work tree of {outer}: not made a repository of its own"
+    )
+    assert git(outer, "rev-list", "--all") == "", "nothing was committed to the outer repository"
+
+
+def test_in_a_folder_its_work_tree_ignores_the_project_has_its_own_repository(tmp_path: Path) -> None:
+    """Like the README's `--output-dir build` in a checkout of this template, whose .gitignore has /build/."""
+    outer = tmp_path / "checkout"
+    outer.mkdir()
+    git(outer, "init", "--quiet")
+    (outer / ".gitignore").write_text("/build/\n", encoding="utf-8")
+    result = render(outer / "build", env=bare_git_env(tmp_path), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert git(result.project(), "rev-parse", "--show-toplevel").strip() == str(result.project())
+    assert git(result.project(), "rev-list", "--count", "HEAD").strip() == "1"
+    assert git(outer, "status", "--porcelain") == "?? .gitignore\n"
+
+
+def test_without_git_the_hook_says_so_and_generates(tmp_path: Path) -> None:
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    result = render(tmp_path / "out", env={"PATH": str(empty)}, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert not (result.project() / ".git").exists()
+    assert repository_line(result.stdout) == (
+        "[pychassis] git is not on PATH: the project is not a git repository (run `git init` there later)"
+    )
+
+
+def test_a_refused_commit_is_said_in_one_line_and_generation_goes_on(tmp_path: Path) -> None:
+    """A global pre-commit hook that refuses every commit (core.hooksPath in the user's git config)."""
+    hooks = tmp_path / "hooks"
+    hooks.mkdir()
+    (hooks / "pre-commit").write_text("#!/bin/sh\necho 'policy: no commits today' >&2\nexit 1\n", encoding="utf-8")
+    (hooks / "pre-commit").chmod(0o755)
+    result = render(tmp_path / "out", env=bare_git_env(tmp_path, f"[core]\n\thooksPath = {hooks}\n"), timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert repository_line(result.stdout) == (
+        "[pychassis] made no first commit: the first commit failed (policy: no commits today); commit the files yourself"
+    )
+    assert (result.project() / "pyproject.toml").is_file()
+    assert git(result.project(), "status", "--porcelain").startswith("A  "), "the files are staged, ready to commit"
 
 
 def test_every_declared_dependency_is_named_by_the_module_it_installs() -> None:

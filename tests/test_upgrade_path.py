@@ -1,7 +1,8 @@
 """Life after generation (slow tier): taking template changes with cruft, and upgrading dependencies.
 
 A snapshot of this template becomes a git repository (commit A). ``cruft create`` generates a
-verified project from it, the team commits it and changes it. The template then changes
+verified project from it, which the hook has made a repository with one commit; the team commits
+``.cruft.json`` (written by cruft after the hook) and changes the project. The template then changes
 (commit B: a new setting, a changed Makefile line, a new template version) and ``cruft update``
 must bring that change in cleanly, next to the team's own, without the post-generation hook
 re-locking or re-verifying anything; the project's tests must still pass. ``make upgrade`` must
@@ -110,9 +111,12 @@ def project(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assert result.returncode == 0, result.stdout + result.stderr
     project = output / "my-service"
     assert "verified in" in result.stdout, result.stdout
-    git(project, "init", "--quiet", "--initial-branch=main")
-    git(project, "add", "--all")
-    git(project, "commit", "--quiet", "--message", "Generate from the template")
+    # The hook made the first commit (locks in, .venv out); cruft wrote .cruft.json after it: the team commits it.
+    assert git(project, "rev-list", "--count", "HEAD").strip() == "1"
+    assert {"requirements.lock", "requirements-dev.lock"} <= set(git(project, "ls-files").split())
+    assert git(project, "status", "--porcelain") == "?? .cruft.json\n"
+    git(project, "add", ".cruft.json")
+    git(project, "commit", "--quiet", "--message", "Link the project to its template with cruft")
     (project / "README.md").write_text(
         (project / "README.md").read_text(encoding="utf-8") + "\nOn call: #team-payments.\n", encoding="utf-8"
     )
