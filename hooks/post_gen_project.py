@@ -78,6 +78,7 @@ OPTIONAL_FILES = {
         "tests/test_database.py",
         "tests/test_migrations.py",
         "tests/test_postgres_items.py",
+        "tests/database_fixtures.py",
         "charts/{slug}/templates/migration-job.yaml",
         "charts/{slug}/ci/database-values.yaml",
     ],
@@ -86,9 +87,15 @@ OPTIONAL_FILES = {
         "src/{package}/services/cached_items.py",
         "tests/test_cache.py",
         "tests/test_cached_items.py",
+        "tests/cache_fixtures.py",
         "charts/{slug}/ci/cache-values.yaml",
     ],
 }
+
+# What any backing service needs; removed when none was chosen.
+BACKING_SERVICE_FILES = [
+    "tests/backing_servers.py",
+]
 
 SKIP_VERIFY_ENV = "PYCHASSIS_SKIP_VERIFY"
 SKIP_LOCK_ENV = "PYCHASSIS_SKIP_LOCK"
@@ -428,15 +435,15 @@ def test_outcome(output: str, servers: dict) -> str:
 
 def prune(project: Path) -> None:
     chosen = {DATABASE, CACHE}
-    for service, paths in OPTIONAL_FILES.items():
-        if service in chosen:
-            continue
-        for path in paths:
-            target = project / path.format(package=PACKAGE_NAME, slug=PROJECT_SLUG)
-            if target.is_dir():
-                shutil.rmtree(target)
-            else:
-                target.unlink(missing_ok=True)
+    unwanted = [path for service, paths in OPTIONAL_FILES.items() if service not in chosen for path in paths]
+    if not chosen & set(OPTIONAL_FILES):
+        unwanted += BACKING_SERVICE_FILES
+    for path in unwanted:
+        target = project / path.format(package=PACKAGE_NAME, slug=PROJECT_SLUG)
+        if target.is_dir():
+            shutil.rmtree(target)
+        else:
+            target.unlink(missing_ok=True)
 
 
 def parent_command() -> list:
