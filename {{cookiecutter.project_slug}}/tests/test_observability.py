@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import re
 import sys
 import threading
 import time
@@ -187,6 +188,10 @@ async def test_console_format_is_for_humans(capture_logs: CaptureLogs) -> None:
     access = [line for line in lines if "request" in line and "/things/5" in line]
     assert len(access) == 1
     assert not access[0].startswith("{"), "console lines are not JSON"
+    assert re.fullmatch(
+        r"\S+Z \[info     \] request GET /things/5 200 [\d.]+ ms \[access\] client=\S+ request_id=\w+",
+        access[0],
+    )
     assert "\x1b[" not in stdout.getvalue(), "no colours when stdout is not a terminal"
 
 
