@@ -83,16 +83,11 @@ def change_template(template: Path) -> None:
         '    time: str = setting(default="unknown", help="When the service was built (shown in /info).")\n'
         '    source: str = setting(default="unknown", help="Where the source of this build lives.")\n',
     )
-    edit(source / "settings.yml", "  time: unknown\n", "  time: unknown\n  source: unknown\n")
-    build_time_row = next(
-        line for line in (source / "README.md").read_text(encoding="utf-8").splitlines() if "`build.time`" in line
-    )
-    edit(
-        source / "README.md",
-        build_time_row,
-        build_time_row + "\n" + build_time_row.replace("build.time", "build.source")
-        .replace("build-time", "build-source").replace("BUILD_TIME", "BUILD_SOURCE"),
-    )
+    # As a template maintainer does: settings.yml and the README's table are written from settings.py.
+    subprocess.run(
+        [sys.executable, str(template / "tests" / "tools" / "settings_docs.py"), "--template", str(template)],
+        check=True, capture_output=True, timeout=300,
+    )  # fmt: skip
     edit(source / "Makefile", "\t$(BIN)/python -m pytest $(ARGS)\n", "\t$(BIN)/python -m pytest --no-header $(ARGS)\n")
     edit(template / "cookiecutter.json", f'"_template_version": "{OLD_VERSION}"', f'"_template_version": "{NEW_VERSION}"')
     git(template, "commit", "--quiet", "--all", "--message", "B")

@@ -9,7 +9,7 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import yaml
@@ -236,7 +236,7 @@ def test_upstreams_are_settings_like_any_other(tmp_path: Path) -> None:
     config.write_text("upstreams:\n  catalog:\n    retries: 4\n", encoding="utf-8")
     environ = {f"{ENV_PREFIX}_UPSTREAMS_CATALOG_BASE_URL": "http://catalog:8080"}
     loaded = load_settings(environ=environ, config_file=config, root=SettingsWithCatalog)
-    catalog = loaded.settings.upstreams.catalog  # type: ignore[attr-defined]
+    catalog = cast(CatalogUpstreams, loaded.settings.upstreams).catalog
     assert (catalog.base_url, catalog.retries, catalog.read_timeout) == ("http://catalog:8080", 4, 10.0)
     assert loaded.sources["upstreams.catalog.retries"] == "file"
     shown = dump_settings(loaded)

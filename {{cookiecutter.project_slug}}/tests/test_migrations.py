@@ -11,12 +11,13 @@ from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import Connection, inspect
 
 from {{ cookiecutter.package_name }}.chassis.database import create_engine
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.migrations import downgrade, upgrade
+from {{ cookiecutter.package_name }}.migrations import alembic_config, downgrade, upgrade
 from {{ cookiecutter.package_name }}.models import Base
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings
 
@@ -108,11 +109,17 @@ def test_make_migration_writes_a_clean_migration_from_the_models(
 
     [written] = (tmp_path / MIGRATIONS / "versions").glob("*_nothing_new.py")
     text = written.read_text(encoding="utf-8")
-    assert 'down_revision: str | None = "0001"' in text
+    assert f'down_revision: str | None = "{head_revision(migrated_database_settings)}"' in text
     assert "op.create_table" not in text, "the models and the migrations already agree"
     for check in (["check"], ["format", "--check"]):
         lint = run(["ruff", *check, str(written)], tmp_path, env)
         assert lint.returncode == 0, lint.stdout + lint.stderr
+
+
+def head_revision(settings: DatabaseSettings) -> str | None:
+    """The latest migration's revision (the one a new migration follows)."""
+    head: str | None = ScriptDirectory.from_config(alembic_config(settings)).get_current_head()
+    return head
 
 
 def run(module_and_args: list[str], cwd: Path, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
