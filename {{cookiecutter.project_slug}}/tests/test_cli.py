@@ -64,6 +64,19 @@ def test_help_lists_every_setting(runner: CliRunner, command: list[str]) -> None
         assert spec.flag in text
 
 
+@pytest.mark.parametrize("command", [["serve"], ["config", "check"], ["openapi"]])
+def test_command_help_groups_the_flags_by_section(runner: CliRunner, command: list[str]) -> None:
+    result = runner.invoke(cli.main, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    headings = [line.removesuffix(":") for line in lines if line[:1].isalpha() and line.endswith(":")]
+    sections = list(dict.fromkeys(spec.section for spec in iter_specs()))
+    assert headings == ["Options", *(f"{section} settings" for section in sections)]
+    server = result.output.split("server settings:")[1].split("logging settings:")[0]
+    assert "--server-port" in server
+    assert "--logging-level" not in server
+
+
 def test_serve_is_the_default_command(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[Settings] = []
 
