@@ -465,6 +465,8 @@ def test_make_bench_prints_figures(project: Path) -> None:
     assert set(rows) == {"/items", "/health/live"}
     assert all(float(value) > 0 for value in rows["/items"])
     assert "memory (RSS) after load" in result.stdout
+    writer, chain = map(float, re.findall(r"access line: ([\d.]+) us by its writer, ([\d.]+) us through", result.stdout)[0])
+    assert 0 < writer < chain, "the access log's own writer must be cheaper than structlog's chain, or it has no reason to be"
 
 
 def test_overhead_benchmark_runs(project: Path) -> None:

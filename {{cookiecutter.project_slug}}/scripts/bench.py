@@ -33,16 +33,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import structlog
-
-from {{ cookiecutter.package_name }}.chassis.logging import (
-    RequestFields,
-    access_log,
-    bind_request_fields,
-    configure_logging,
-)
-from {{ cookiecutter.package_name }}.settings import LoggingSettings
-
 PACKAGE = "{{ cookiecutter.package_name }}"
 PATHS = ("/items", "/health/live")
 READY_TIMEOUT = 30.0
@@ -131,6 +121,17 @@ class _Discard(io.TextIOBase):
 
 def access_line_costs(lines: int = 20_000) -> tuple[float, float]:
     """Microseconds per JSON access line: the service's writer, and structlog's chain."""
+    # Imported here: the load test drives the service from outside; only this needs its code.
+    import structlog
+
+    from {{ cookiecutter.package_name }}.chassis.logging import (
+        RequestFields,
+        access_log,
+        bind_request_fields,
+        configure_logging,
+    )
+    from {{ cookiecutter.package_name }}.settings import LoggingSettings
+
     fields: dict[str, Any] = {
         "method": "GET",
         "path": "/items/7",

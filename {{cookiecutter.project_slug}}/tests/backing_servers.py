@@ -1,4 +1,4 @@
-"""Tests that need a real server (PostgreSQL, Redis) skip without one and say how to run them.
+"""Tests that need a real server (a database, a cache) skip without one and say how to run them.
 
 A pytest plugin (see ``conftest.py``): each fixtures module registers what its tests
 need in ``NEEDS_SERVER``; the summary then counts the skipped tests per server.
