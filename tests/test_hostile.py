@@ -255,13 +255,20 @@ def database_url() -> Iterator[str]:
         yield url
 
 
-def test_every_client_mistake_is_a_4xx_problem_and_no_logged_error(
-    database_project: Path, database_url: str, tmp_path: Path
-) -> None:
+@pytest.fixture(scope="module")
+def migrated_database_url(database_project: Path, database_url: str) -> str:
+    """The throwaway database with the service's tables (its default schema), migrated once."""
     migrate = subprocess.run([str(database_project / ".venv" / "bin" / "python"), "-m", DEFAULT_PACKAGE, "migrate"],
                              cwd=database_project, env=clean_env(**{f"{PREFIX}_DATABASE_URL": database_url}),
                              capture_output=True, text=True, timeout=120, check=False)
     assert migrate.returncode == 0, migrate.stderr
+    return database_url
+
+
+def test_every_client_mistake_is_a_4xx_problem_and_no_logged_error(
+    database_project: Path, migrated_database_url: str, tmp_path: Path
+) -> None:
+    database_url = migrated_database_url
     settings = {"database_url": database_url, "cache_url": REDIS_URL, "cache_key_prefix": uuid.uuid4().hex}
     sizes = {}
     with serving(database_project, tmp_path, **settings) as service:
@@ -388,12 +395,9 @@ def test_nothing_a_client_sent_reaches_the_logs_when_the_database_fails(
 
 
 def test_a_failing_cache_logs_a_line_per_interval_not_per_request(
-    database_project: Path, database_url: str, tmp_path: Path
+    database_project: Path, migrated_database_url: str, tmp_path: Path
 ) -> None:
-    migrate = subprocess.run([str(database_project / ".venv" / "bin" / "python"), "-m", DEFAULT_PACKAGE, "migrate"],
-                             cwd=database_project, env=clean_env(**{f"{PREFIX}_DATABASE_URL": database_url}),
-                             capture_output=True, text=True, timeout=120, check=False)
-    assert migrate.returncode == 0, migrate.stderr
+    database_url = migrated_database_url
     nothing_listens = f"redis://127.0.0.1:{free_port()}/0"
     settings = {"database_url": database_url, "cache_url": nothing_listens, "cache_timeout": "0.05",
                 "logging_access_log": "false"}

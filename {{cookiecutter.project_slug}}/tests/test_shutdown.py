@@ -83,17 +83,22 @@ SLOW_SERVICE = textwrap.dedent(
 @contextlib.contextmanager
 def slow_service_running(tmp_path: Path, **settings: str) -> Iterator[tuple[subprocess.Popen[str], int]]:
     """The service with its slow endpoint as a process on a free port; settings by name: shutdown_delay=..."""
+    port = free_port()
+    with running(*slow_service_command(tmp_path, port, **settings)) as process:
+        yield process, port
+
+
+def slow_service_command(tmp_path: Path, port: int, **settings: str) -> tuple[list[str], dict[str, str]]:
+    """The command and environment that run the service with its slow endpoint on ``port``."""
     script = tmp_path / "slow_service.py"
     script.write_text(SLOW_SERVICE, encoding="utf-8")
-    port = free_port()
     env = {
         **os.environ,
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SERVER_PORT": str(port),
         **{f"{PREFIX}_{name.upper()}": value for name, value in settings.items()},
     }
-    with running([sys.executable, str(script)], env) as process:
-        yield process, port
+    return [sys.executable, str(script)], env
 
 
 @pytest.fixture(params=["uvloop", "asyncio"])
@@ -106,11 +111,9 @@ def slow_service(
 
 
 def test_a_resource_that_fails_to_start_stops_the_process(tmp_path: Path) -> None:
-    script = tmp_path / "slow_service.py"
-    script.write_text(SLOW_SERVICE, encoding="utf-8")
-    env = {**os.environ, f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(free_port())}
+    command, env = slow_service_command(tmp_path, free_port())
     result = subprocess.run(
-        [sys.executable, str(script)],
+        command,
         env={**env, "FAIL_TO_START": "1"},
         capture_output=True,
         text=True,
@@ -249,19 +252,12 @@ def test_idle_and_slow_clients_do_not_hold_the_stop(tmp_path: Path, loop: str) -
 
 def test_a_stop_signal_to_the_whole_group_drains_every_worker_once(tmp_path: Path) -> None:
     """Ctrl+C in a terminal (or systemd's control-group kill) reaches the supervisor and each worker."""
-    script = tmp_path / "slow_service.py"
-    script.write_text(SLOW_SERVICE, encoding="utf-8")
     port = free_port()
-    env = {
-        **os.environ,
-        f"{PREFIX}_SERVER_HOST": "127.0.0.1",
-        f"{PREFIX}_SERVER_PORT": str(port),
-        f"{PREFIX}_SERVER_WORKERS": "2",
-        f"{PREFIX}_SHUTDOWN_DELAY": "0.2",
-        f"{PREFIX}_METRICS_MULTIPROCESS_ROOT": str(tmp_path),
-    }
+    command, env = slow_service_command(
+        tmp_path, port, server_workers="2", shutdown_delay="0.2", metrics_multiprocess_root=str(tmp_path)
+    )
     process = subprocess.Popen(
-        [sys.executable, str(script)],
+        command,
         env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
