@@ -57,6 +57,7 @@ PACKAGE_NAME = json.loads({{ cookiecutter.package_name | tojson | tojson }})
 PROJECT_SLUG = json.loads({{ cookiecutter.project_slug | tojson | tojson }})
 DATABASE = json.loads({{ cookiecutter.database | tojson | tojson }})
 CACHE = json.loads({{ cookiecutter.cache | tojson | tojson }})
+BROKER = json.loads({{ cookiecutter.broker | tojson | tojson }})
 SUPPORTED_PYTHONS = json.loads({{ cookiecutter._supported_pythons | tojson | tojson }})
 HTTP_PORT = json.loads({{ cookiecutter.http_port | tojson | tojson }})
 AUTHOR_NAME = json.loads({{ cookiecutter.author_name | tojson | tojson }})
@@ -97,6 +98,50 @@ BACKING_SERVICE_FILES = [
     "tests/backing_servers.py",
 ]
 
+# What any broker brings; removed with broker = none.
+BROKER_FILES = [
+    "src/{package}/chassis/asyncapi.py",
+    "src/{package}/chassis/consumers.py",
+    "src/{package}/chassis/events.py",
+    "src/{package}/chassis/message_metrics.py",
+    "src/{package}/consumers",
+    "src/{package}/events.py",
+    "tests/broker_fixtures.py",
+    "tests/test_asyncapi.py",
+    "tests/test_consumers.py",
+    "tests/test_events.py",
+    "tests/test_messaging.py",
+    "charts/{slug}/templates/worker-deployment.yaml",
+    "charts/{slug}/templates/worker-pdb.yaml",
+    "charts/{slug}/templates/worker-hpa.yaml",
+    "charts/{slug}/templates/worker-networkpolicy.yaml",
+    "charts/{slug}/templates/worker-servicemonitor.yaml",
+    "charts/{slug}/ci/worker-values.yaml",
+]
+# Each broker's client, one of which becomes chassis/broker.py.
+BROKER_MODULES = {
+    "rabbitmq": "src/{package}/chassis/broker_rabbitmq.py",
+    "nats": "src/{package}/chassis/broker_nats.py",
+}
+BROKER_MODULE = "src/{package}/chassis/broker.py"
+# Each broker's bare client for the tests, one of which becomes tests/broker_probe.py.
+BROKER_PROBES = {
+    "rabbitmq": "tests/broker_probe_rabbitmq.py",
+    "nats": "tests/broker_probe_nats.py",
+}
+BROKER_PROBE = "tests/broker_probe.py"
+# With a database, events leave through the transactional outbox; without one, straight after the change.
+OUTBOX_FILES = [
+    "src/{package}/chassis/inbox.py",
+    "src/{package}/chassis/outbox.py",
+    "src/{package}/migrations/versions/0002_create_outbox.py",
+    "tests/test_outbox.py",
+]
+DIRECT_PUBLISHING_FILES = [
+    "src/{package}/chassis/memory_inbox.py",
+    "src/{package}/services/published_items.py",
+]
+
 SKIP_VERIFY_ENV = "PYCHASSIS_SKIP_VERIFY"
 SKIP_LOCK_ENV = "PYCHASSIS_SKIP_LOCK"
 DEFAULT_INDEX = "https://pypi.org/simple/"
@@ -133,6 +178,7 @@ REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
 # template's tests compare every declared dependency against its installed metadata.
 MODULE_OF_DISTRIBUTION = [
     (re.compile(r"pyyaml"), "yaml"),
+    (re.compile(r"nats_py"), "nats"),
     (re.compile(r"opentelemetry_.+"), "opentelemetry"),  # one namespace package, many distributions
     (re.compile(r"types_.+"), None),  # type stubs: nothing importable
 ]
@@ -436,14 +482,24 @@ def test_outcome(output: str, servers: dict) -> str:
 def prune(project: Path) -> None:
     chosen = {DATABASE, CACHE}
     unwanted = [path for service, paths in OPTIONAL_FILES.items() if service not in chosen for path in paths]
-    if not chosen & set(OPTIONAL_FILES):
+    if not chosen & set(OPTIONAL_FILES) and BROKER == "none":
         unwanted += BACKING_SERVICE_FILES
+    unwanted += [path for broker, path in BROKER_MODULES.items() if broker != BROKER]
+    unwanted += [path for broker, path in BROKER_PROBES.items() if broker != BROKER]
+    if BROKER == "none":
+        unwanted += BROKER_FILES + OUTBOX_FILES + DIRECT_PUBLISHING_FILES
+    else:
+        unwanted += DIRECT_PUBLISHING_FILES if DATABASE == "postgresql" else OUTBOX_FILES
     for path in unwanted:
         target = project / path.format(package=PACKAGE_NAME, slug=PROJECT_SLUG)
         if target.is_dir():
             shutil.rmtree(target)
         else:
             target.unlink(missing_ok=True)
+    for chosen, name in ((BROKER_MODULES.get(BROKER), BROKER_MODULE), (BROKER_PROBES.get(BROKER), BROKER_PROBE)):
+        source = project / (chosen or "-").format(package=PACKAGE_NAME)
+        if source.is_file():  # not on a second run of this hook
+            source.replace(project / name.format(package=PACKAGE_NAME))
 
 
 def parent_command() -> list:

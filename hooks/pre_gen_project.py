@@ -28,6 +28,7 @@ ANSWERS = {
     "http_port": json.loads({{ cookiecutter.http_port | tojson | tojson }}),
     "database": json.loads({{ cookiecutter.database | tojson | tojson }}),
     "cache": json.loads({{ cookiecutter.cache | tojson | tojson }}),
+    "broker": json.loads({{ cookiecutter.broker | tojson | tojson }}),
     "verify": json.loads({{ cookiecutter.verify | tojson | tojson }}),
 }
 
@@ -61,6 +62,7 @@ PEP440_RE = re.compile(
 CHOICES = {
     "database": ("none", "postgresql"),
     "cache": ("none", "redis"),
+    "broker": ("none", "rabbitmq", "nats"),
 }
 TRUE_WORDS = {"true", "yes", "y", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "0", "off"}
@@ -168,6 +170,7 @@ def main() -> int:
         check_port,
         lambda: check_choice("database"),
         lambda: check_choice("cache"),
+        lambda: check_choice("broker"),
         check_verify,
     ]
     errors = []

@@ -25,7 +25,10 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[2]
 PROJECT_DIR = TEMPLATE / "{{cookiecutter.project_slug}}"
 ANSWERS = {"project_name": "My Service", "project_slug": "my-service", "package_name": "my_service", "http_port": "8000"}
-FULL = {"database": "postgresql", "cache": "redis"}
+FULL = {"database": "postgresql", "cache": "redis", "broker": "rabbitmq"}
+# The renders that tell the broker's lines apart: the other broker's, and one without a database.
+OTHER_BROKER = {**FULL, "broker": "nats"}
+NO_DATABASE = {**FULL, "database": "none"}
 # What each answer becomes again, longest first so the slug's words are not replaced inside others.
 VARIABLES = [
     ("MY_SERVICE", "{{ cookiecutter.package_name | upper }}"),
@@ -39,7 +42,9 @@ TABLE_END = "<!-- end of settings -->"
 CONDITIONS = {
     "database": 'cookiecutter.database == "postgresql"',
     "cache": 'cookiecutter.cache == "redis"',
+    "broker": 'cookiecutter.broker != "none"',
 }
+RABBITMQ = 'cookiecutter.broker == "rabbitmq"'
 
 
 def render(template: Path, into: Path, extra: dict[str, str]) -> Path:
@@ -81,15 +86,58 @@ def merge(plain: list[str], full: list[str]) -> list[str]:
     return merged
 
 
+def broker_variants(full: list[str], other: list[str], no_database: list[str]) -> list[str]:
+    """``full``'s lines, those of the broker that differ in ``other`` (the other broker's render) in
+    an ``{% if %}``/``{% else %}``, and those of the broker that ``no_database`` lacks in an ``{% if %}``
+    of the database (the outbox's settings)."""
+    kept = set()
+    for tag, i1, i2, _, _ in difflib.SequenceMatcher(a=full, b=no_database, autojunk=False).get_opcodes():
+        if tag == "equal":
+            kept.update(range(i1, i2))
+    in_broker = broker_lines(full)
+    needs_database = [index in in_broker and index not in kept for index in range(len(full))]
+    out: list[str] = []
+    for tag, i1, i2, j1, j2 in difflib.SequenceMatcher(a=full, b=other, autojunk=False).get_opcodes():
+        if tag == "equal":
+            out += with_database_blocks(full[i1:i2], needs_database[i1:i2])
+            continue
+        if any(needs_database[i1:i2]) or not all(index in in_broker for index in range(i1, i2)):
+            raise SystemExit(f"the brokers differ outside their own settings: {full[i1:i2]!r}")
+        out += [f"{{%- if {RABBITMQ} %}}", *full[i1:i2], "{%- else %}", *other[j1:j2], "{%- endif %}"]
+    return out
+
+
+def broker_lines(lines: list[str]) -> set[int]:
+    """The indices of the lines that document the broker's settings (settings.yml's section, table rows)."""
+    found, inside = set(), False
+    for index, line in enumerate(lines):
+        inside = line == "broker:" or (inside and line != "")
+        if inside or mentions(line, "broker"):
+            found.add(index)
+    return found
+
+
+def with_database_blocks(lines: list[str], needs_database: list[bool]) -> list[str]:
+    out: list[str] = []
+    for index, line in enumerate(lines):
+        if needs_database[index] and (index == 0 or not needs_database[index - 1]):
+            out.append(f"{{%- if {CONDITIONS['database']} %}}")
+        out.append(line)
+        if needs_database[index] and (index + 1 == len(lines) or not needs_database[index + 1]):
+            out.append("{%- endif %}")
+    return out
+
+
 def blocks_by_service(lines: list[str]) -> list[str]:
     """``lines`` split where they move from one service's settings to the next, each block in its if."""
     named = [next((name for name in CONDITIONS if mentions(line, name)), None) for line in lines]
     out: list[str] = []
     current: str | None = None
     for index, line in enumerate(lines):
-        # A blank line belongs to the next line that names a service; any other line to the one before.
+        # A blank line or a tag belongs to the next line that names a service; any other line to
+        # the one before.
         service = named[index] or current
-        if line == "":
+        if line == "" or line.startswith("{%"):
             service = next((name for name in named[index:] if name is not None), current)
         if service is None:
             raise SystemExit(f"cannot tell which service this line documents: {line!r}")
@@ -133,14 +181,14 @@ def main() -> int:
     check, template = arguments.check, arguments.template.resolve()
     project_dir = template / PROJECT_DIR.name
     with tempfile.TemporaryDirectory() as folder:
-        plain = render(template, Path(folder) / "plain", {})
-        full = render(template, Path(folder) / "full", FULL)
-        settings_yml = jinja_lines(as_template(merge(
-            (plain / "settings.yml").read_text().splitlines(), (full / "settings.yml").read_text().splitlines()
-        )))
-        table = jinja_lines(as_template(merge(
-            table_of((plain / "README.md").read_text()), table_of((full / "README.md").read_text())
-        ))).removesuffix("\n")
+        renders = [
+            render(template, Path(folder) / name, answers)
+            for name, answers in (("plain", {}), ("full", FULL), ("other", OTHER_BROKER), ("nodb", NO_DATABASE))
+        ]
+        yml = [(project / "settings.yml").read_text().splitlines() for project in renders]
+        tables = [table_of((project / "README.md").read_text()) for project in renders]
+        settings_yml = jinja_lines(as_template(merge(yml[0], broker_variants(*yml[1:]))))
+        table = jinja_lines(as_template(merge(tables[0], broker_variants(*tables[1:])))).removesuffix("\n")
     readme_path = project_dir / "README.md"
     readme = readme_path.read_text()
     start, end = readme.index(TABLE_START), readme.index(TABLE_END) + len(TABLE_END)

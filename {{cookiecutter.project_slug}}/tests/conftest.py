@@ -1,6 +1,6 @@
 """Fixtures: the app is built from test settings, never from the environment.
 
-The fixtures of optional parts (a database, a cache) live in plugin modules of their own.
+The fixtures of optional parts (a database, a cache, a broker) live in plugin modules of their own.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, Settings
 
 from .apps import create_test_app
-{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" %}
+{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" or cookiecutter.broker != "none" %}
 
 # The fixtures of the optional parts, and the skipping of tests whose server is missing.
 pytest_plugins = [
@@ -28,6 +28,9 @@ pytest_plugins = [
 {%- endif %}
 {%- if cookiecutter.cache == "redis" %}
     "tests.cache_fixtures",
+{%- endif %}
+{%- if cookiecutter.broker != "none" %}
+    "tests.broker_fixtures",
 {%- endif %}
 ]
 {%- endif %}

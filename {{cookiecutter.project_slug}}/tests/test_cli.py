@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from {{ cookiecutter.package_name }} import cli
+from {{ cookiecutter.package_name }}.chassis import server
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
 from {{ cookiecutter.package_name }}.settings import Settings, iter_specs
 
@@ -84,7 +85,7 @@ def test_serve_is_the_default_command(runner: CliRunner, monkeypatch: pytest.Mon
         started.append(settings)
         return 0
 
-    monkeypatch.setattr(cli, "serve", fake_serve)
+    monkeypatch.setattr(server, "serve", fake_serve)
     result = runner.invoke(cli.main, ["--server-port", "9200"])
     assert result.exit_code == 0, result.output
     assert [settings.server.port for settings in started] == [9200]

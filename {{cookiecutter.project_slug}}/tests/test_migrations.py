@@ -50,7 +50,11 @@ async def differences_from_models(settings: DatabaseSettings) -> list[object]:
 async def test_upgrade_to_head_then_downgrade_to_base(database_settings: DatabaseSettings) -> None:
     assert await tables(database_settings) == []
     await asyncio.to_thread(upgrade, database_settings)
+{%- if cookiecutter.broker != "none" %}
+    assert await tables(database_settings) == ["alembic_version", "handled_messages", "items", "outbox"]
+{%- else %}
     assert await tables(database_settings) == ["alembic_version", "items"]
+{%- endif %}
     await asyncio.to_thread(downgrade, database_settings)
     assert await tables(database_settings) == ["alembic_version"]
 

@@ -23,10 +23,12 @@ from .settings import Settings
 from .views import BLUEPRINTS
 
 
-def create_app(settings: Settings, services: Services | None = None) -> TimeLimitedQuart:
+def create_app(settings: Settings, services: Services | None = None, *, api: bool = True) -> TimeLimitedQuart:
     """Build the Quart app: the chassis, the service's resources, then its blueprints.
 
     ``services`` replaces the resources built from ``settings`` (tests substitute them so).
+    Without ``api`` (a worker), the app serves health, metrics and info only, beside the
+    services' background work.
     """
     app = TimeLimitedQuart(__name__, request_timeout=settings.http.request_timeout)
     attach(app, settings)
@@ -43,7 +45,7 @@ def create_app(settings: Settings, services: Services | None = None) -> TimeLimi
         settings.upstreams, metrics=HttpClientMetrics(metrics.registry), tracing=tracing
     )
     if services is None:
-        services = build_services(settings, registry=metrics.registry)
+        services = build_services(settings, registry=metrics.registry, tracing=tracing)
 
     # Stopped last, so spans of the other resources' last calls are still exported.
     lifecycle.add("tracing", tracing)
@@ -52,6 +54,8 @@ def create_app(settings: Settings, services: Services | None = None) -> TimeLimi
     for name, resource in services.backing.items():
         lifecycle.add(name, resource)
     lifecycle.add("items", services.items, depends_on=tuple(services.backing))
+    for name, resource in services.background.items():
+        lifecycle.add(name, resource, depends_on=(*services.backing, "items"))
     attach(app, upstreams)
     attach(app, services)
 
@@ -71,7 +75,8 @@ def create_app(settings: Settings, services: Services | None = None) -> TimeLimi
     install_health(app, health)
     install_metrics(app, metrics, settings.metrics.path)
     app.register_blueprint(info.blueprint)
-    install_openapi(app, BLUEPRINTS, title=DISTRIBUTION_NAME, version=__version__)
-    for blueprint in BLUEPRINTS:
-        app.register_blueprint(blueprint)
+    if api:
+        install_openapi(app, BLUEPRINTS, title=DISTRIBUTION_NAME, version=__version__)
+        for blueprint in BLUEPRINTS:
+            app.register_blueprint(blueprint)
     return app

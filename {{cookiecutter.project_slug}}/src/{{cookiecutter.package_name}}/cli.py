@@ -12,7 +12,6 @@ as entry points in ``pyproject.toml``).  Each takes every setting as a flag (see
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 from typing import Any
 
@@ -30,7 +29,7 @@ from .chassis.commands import (
 from .chassis.limits import TimeLimitedQuart
 from .chassis.logging import configure_logging
 from .chassis.openapi import openapi_document
-from .chassis.server import ServerError, serve
+from .chassis.server import serve_or_exit
 from .settings import Settings, dump_settings
 
 
@@ -52,12 +51,7 @@ def serve_command(config_file: Path | None, **flags: Any) -> None:
     """Start the HTTP server and serve until SIGTERM or SIGINT."""
     loaded = load_or_exit(config_file, flags)
     configure_logging(loaded.settings.logging, service=DISTRIBUTION_NAME, version=__version__)
-    try:
-        exit_code = serve(build_app, loaded.settings)
-    except ServerError as error:
-        click.echo(f"error: {error}", err=True)
-        sys.exit(1)
-    sys.exit(exit_code)
+    serve_or_exit(build_app, loaded.settings)
 
 
 @main.group("config")

@@ -8,8 +8,11 @@ and ``make migrate`` applies it.
 from __future__ import annotations
 
 import datetime
+{%- if cookiecutter.broker != "none" %}
+from typing import Any
+{%- endif %}
 
-from sqlalchemy import BigInteger, DateTime, Identity, MetaData, String, func
+from sqlalchemy import {% if cookiecutter.broker != "none" %}JSON, {% endif %}BigInteger, DateTime, Identity, MetaData, String, func
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 # Constraint names are given by convention, so migrations can name what they change.
@@ -34,3 +37,29 @@ class ItemRow(Base):
     description: Mapped[str] = mapped_column(String(1000))
     price_cents: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+{%- if cookiecutter.broker != "none" %}
+
+
+class OutboxRow(Base):
+    """An event written with the change it tells of, waiting for the relay to publish it."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger, Identity(), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100))
+    type: Mapped[str] = mapped_column(String(200))
+    # The CloudEvent as published, and the message headers (trace context, request id).
+    body: Mapped[str] = mapped_column(String)
+    headers: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class HandledMessageRow(Base):
+    """An event a consumer has handled: written in the handler's transaction (the inbox)."""
+
+    __tablename__ = "handled_messages"
+
+    consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    handled_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+{%- endif %}

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 {%- if cookiecutter.database == "postgresql" %}
 from urllib.parse import parse_qsl, urlsplit
-{%- elif cookiecutter.cache == "redis" %}
+{%- elif cookiecutter.cache == "redis" or cookiecutter.broker != "none" %}
 from urllib.parse import urlsplit
 {%- endif %}
 
@@ -31,7 +31,7 @@ from .chassis.config import (
     SettingSpec,
     check_http_url,
     check_networks,
-{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" %}
+{%- if cookiecutter.database == "postgresql" or cookiecutter.cache == "redis" or cookiecutter.broker != "none" %}
     check_url,
 {%- endif %}
     section,
@@ -340,6 +340,100 @@ class CacheSettings:
 
 
 {% endif -%}
+{% if cookiecutter.broker == "rabbitmq" -%}
+# amqp://user:password@host:port/vhost; amqps:// for TLS.
+_BROKER_URL = r"amqps?://[^\s/?#]+(/[^\s/?#]*)?"
+
+
+def check_broker_url(value: str) -> None:
+    """An AMQP URL without options (the broker.* settings give them)."""
+    check_url(value, ("amqp", "amqps"))
+    if urlsplit(value).query:
+        raise ValueError("it has options; set them with the broker settings instead")
+
+
+{% elif cookiecutter.broker == "nats" -%}
+# nats://[user:password@]host:port; tls:// for TLS.
+_BROKER_URL = r"(nats|tls)://[^\s/?#]+/?"
+
+
+def check_broker_url(value: str) -> None:
+    """A NATS URL without a path or options."""
+    check_url(value, ("nats", "tls"))
+
+
+{% endif -%}
+{% if cookiecutter.broker != "none" -%}
+@section
+class BrokerSettings:
+    url: str = setting(
+{%- if cookiecutter.broker == "rabbitmq" %}
+        default="amqp://guest:guest@localhost:5672/",
+        help="RabbitMQ URL: amqp://user:password@host:port/vhost, amqps:// for TLS; the default is "
+        "the broker `docker compose up -d rabbitmq` starts.",
+        secret=True,
+        pattern=(_BROKER_URL, "an AMQP URL: amqp://user:password@host:port/vhost"),
+{%- else %}
+        default="nats://localhost:4222",
+        help="NATS URL: nats://[user:password@]host:port, tls:// for TLS; the default is the server "
+        "`docker compose up -d nats` starts.",
+        secret=True,
+        pattern=(_BROKER_URL, "a NATS URL: nats://host:port"),
+{%- endif %}
+        check=check_broker_url,
+    )
+    namespace: str = setting(
+        default="{{ cookiecutter.project_slug }}",
+{%- if cookiecutter.broker == "rabbitmq" %}
+        help="Start of the exchange and queue names (<namespace>.events, <namespace>.commands), so "
+        "environments sharing a broker never collide.",
+{%- else %}
+        help="Start of the subjects and streams (<namespace>.events.*, <namespace>.commands.*), so "
+        "environments sharing a server never collide.",
+{%- endif %}
+        pattern=(r"[a-z0-9][a-z0-9-]{0,62}", "lowercase letters, digits and hyphens (at most 63)"),
+    )
+    consume: bool = setting(
+        default=True,
+        help="Whether `serve` also runs the consumers (`worker` always does); false when workers run apart.",
+    )
+    connect_timeout: float = setting(
+        default=5.0, help="Seconds to wait for each connection attempt.", minimum=0.001, maximum=600
+    )
+    publish_timeout: float = setting(
+        default=5.0,
+        help="Seconds to wait for the broker to confirm a published message.",
+        minimum=0.001,
+        maximum=600,
+    )
+    prefetch: int = setting(
+        default=16, help="Messages each process handles at once.", minimum=1, maximum=10_000
+    )
+    max_deliveries: int = setting(
+        default=5,
+        help="Deliveries of a message whose handling fails before it is dead-lettered.",
+        minimum=1,
+        maximum=100,
+    )
+    retry_delay: float = setting(
+        default=1.0,
+        help="Seconds before a failed message is delivered again; doubled at each further attempt, "
+        "at most 60.",
+        minimum=0,
+        maximum=60,
+    )
+{%- if cookiecutter.database == "postgresql" %}
+    relay_interval: float = setting(
+        default=1.0,
+        help="Seconds between two looks at the outbox for events to publish (events this process "
+        "writes are published at once).",
+        minimum=0.01,
+        maximum=60,
+    )
+{%- endif %}
+
+
+{% endif -%}
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """All settings, one attribute per section: ``settings.server.port``."""
@@ -359,6 +453,9 @@ class Settings:
 {%- endif %}
 {%- if cookiecutter.cache == "redis" %}
     cache: CacheSettings = dataclasses.field(default_factory=CacheSettings)
+{%- endif %}
+{%- if cookiecutter.broker != "none" %}
+    broker: BrokerSettings = dataclasses.field(default_factory=BrokerSettings)
 {%- endif %}
 
 

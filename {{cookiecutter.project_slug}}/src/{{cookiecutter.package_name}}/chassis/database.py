@@ -9,6 +9,8 @@
   comes back, without a restart, when it is reachable again.
 - ``session()`` gives a session in a transaction, committed when the block ends;
   a database that cannot be reached becomes ``DatabaseUnavailableError`` (503).
+- ``transaction()`` makes one transaction of a block: every ``session()`` opened in
+  it (by any repository) joins it, so their changes commit, or roll back, together.
 
 Every connection gets ``statement_timeout`` and, when ``database.schema`` is set,
 ``search_path``, so migrations and queries find the service's tables there.
@@ -18,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 
 import sqlalchemy
 from sqlalchemy.engine import URL, make_url
@@ -104,6 +107,8 @@ class Database(Resource):
         self._settings = settings
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker[AsyncSession] | None = None
+        # The session of the transaction() block the current task is in, if any.
+        self._current: ContextVar[AsyncSession | None] = ContextVar("database_session", default=None)
 
     @property
     def engine(self) -> AsyncEngine:
@@ -140,7 +145,14 @@ class Database(Resource):
 
     @asynccontextmanager
     async def session(self) -> AsyncIterator[AsyncSession]:
-        """A session in a transaction: committed when the block ends, rolled back if it raises."""
+        """A session in a transaction: committed when the block ends, rolled back if it raises.
+
+        Inside a ``transaction()`` block, that block's session: it commits when the block ends.
+        """
+        current = self._current.get()
+        if current is not None:
+            yield current
+            return
         if self._sessions is None:
             raise RuntimeError("the database is not started")
         try:
@@ -150,6 +162,16 @@ class Database(Resource):
             if is_unavailable(error):
                 raise DatabaseUnavailableError(first_line(error)) from error
             raise
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[AsyncSession]:
+        """One transaction for the whole block, which every ``session()`` in it joins."""
+        async with self.session() as session:
+            token = self._current.set(session)
+            try:
+                yield session
+            finally:
+                self._current.reset(token)
 
 
 def _log_retry(state: RetryCallState) -> None:

@@ -32,6 +32,7 @@ import sys
 from collections.abc import Callable, Sequence
 from multiprocessing.connection import Connection, wait
 from multiprocessing.process import BaseProcess
+from typing import NoReturn
 
 from hypercorn.config import Sockets
 
@@ -54,6 +55,16 @@ log = get_logger(__name__)
 
 class ServerError(Exception):
     """The server cannot start; the message is one line for the operator."""
+
+
+def serve_or_exit(app_factory: AppFactory, settings: Settings) -> NoReturn:
+    """Serve (see ``serve``), then exit with its code; a server that cannot start exits 1, in one line."""
+    try:
+        exit_code = serve(app_factory, settings)
+    except ServerError as error:
+        print(f"error: {error}", file=sys.stderr, flush=True)
+        sys.exit(1)
+    sys.exit(exit_code)
 
 
 def serve(app_factory: AppFactory, settings: Settings) -> int:

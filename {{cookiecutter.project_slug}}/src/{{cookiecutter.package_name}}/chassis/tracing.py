@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from opentelemetry import context as otel_context
@@ -54,6 +55,13 @@ class ServerSpan:
         otel_context.detach(self._token)
 
 
+def headers_of(span: trace.Span) -> dict[str, str]:
+    """The W3C headers that make the receiver's spans children of ``span``."""
+    headers: dict[str, str] = {}
+    _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
+    return headers
+
+
 class ClientSpan:
     """A span for one outbound call: the headers that carry it, and its end."""
 
@@ -61,8 +69,7 @@ class ClientSpan:
 
     def __init__(self, span: trace.Span) -> None:
         self._span = span
-        self.headers: dict[str, str] = {}
-        _PROPAGATOR.inject(self.headers, context=trace.set_span_in_context(span))
+        self.headers = headers_of(span)
 
     def end(self, status: int | None) -> None:
         """Record the status (``None``: no response) and end the span (when recording)."""
@@ -130,6 +137,19 @@ class Tracing(Resource):
             attributes={"http.request.method": method, "peer.service": upstream},
         )
         return ClientSpan(span)
+
+    def start_span(
+        self, name: str, kind: trace.SpanKind, *, parent: Mapping[str, str] | None = None
+    ) -> trace.Span:
+        """A span of this service's own work (a message sent or handled, a job), ended by the caller.
+
+        It is a child of the trace context in the ``parent`` headers when given, else of the
+        current span.  Without an exporter it records nothing but still has ids of its own.
+        """
+        context = None if parent is None else _PROPAGATOR.extract(dict(parent))
+        if self._tracer is None:
+            return trace.NonRecordingSpan(_child_of(trace.get_current_span(context).get_span_context()))
+        return self._tracer.start_span(name, context=context, kind=kind)
 
     async def stop(self) -> None:
         """Export what is still buffered, then stop the exporter (off the event loop: it blocks)."""

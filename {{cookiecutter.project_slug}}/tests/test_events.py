@@ -1,0 +1,87 @@
+"""CloudEvents: what the service publishes is valid structured-mode JSON; what it reads is checked."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from opentelemetry import context as otel_context
+from opentelemetry import trace
+
+from {{ cookiecutter.package_name }}.chassis.events import InvalidEventError, context_headers, parse_event
+from {{ cookiecutter.package_name }}.chassis.logging import RequestFields, bind_request_fields
+from {{ cookiecutter.package_name }}.events import ITEM_DELETED, PUBLISHED_EVENTS, SOURCE, item_deleted
+
+TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
+SPAN_ID = 0x00F067AA0BA902B7
+
+
+def test_an_event_is_a_structured_cloudevent() -> None:
+    event = item_deleted(7)
+    document = json.loads(event.to_json())
+    assert document == {
+        "specversion": "1.0",
+        "id": event.id,
+        "source": SOURCE,
+        "type": "items.deleted",
+        "time": document["time"],
+        "datacontenttype": "application/json",
+        "data": {"id": 7},
+    }
+    assert document["time"].endswith("Z")
+    assert item_deleted(7).id != event.id, "each event has an id of its own"
+
+
+def test_an_event_round_trips_with_its_id_and_headers() -> None:
+    event = item_deleted(7)
+    parsed = parse_event(event.to_json(), {"traceparent": "x"})
+    assert (parsed.id, parsed.type, parsed.source, parsed.data) == (
+        event.id,
+        event.type,
+        event.source,
+        {"id": 7},
+    )
+    assert parsed.time == event.time
+    assert parsed.headers == {"traceparent": "x"}
+
+
+def test_events_carry_the_trace_context_and_request_id() -> None:
+    span = trace.NonRecordingSpan(
+        trace.SpanContext(TRACE_ID, SPAN_ID, is_remote=False, trace_flags=trace.TraceFlags(1))
+    )
+    token = otel_context.attach(trace.set_span_in_context(span))
+    bind_request_fields(RequestFields(request_id="req-9", trace_id="", span_id=""))
+    try:
+        headers = context_headers()
+    finally:
+        otel_context.detach(token)
+        bind_request_fields(RequestFields(request_id="", trace_id="", span_id=""))
+    assert headers["traceparent"] == f"00-{TRACE_ID:032x}-{SPAN_ID:016x}-01"
+    assert headers["x-request-id"] == "req-9"
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        (b"\xff\xfe", "not JSON"),
+        (b"{not json", "not JSON"),
+        (b"[1, 2]", "not a JSON object"),
+        (b'{"specversion": "1.0", "id": "1", "type": "t"}', "lacks the CloudEvents attribute(s) source"),
+        (b'{"specversion": "0.3", "id": "1", "source": "/s", "type": "t"}', "specversion is '0.3'"),
+        (
+            b'{"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "datacontenttype": "text/xml"}',
+            "datacontenttype is 'text/xml'",
+        ),
+        (b'{"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "time": "soon"}', "RFC 3339"),
+    ],
+)
+def test_a_message_that_is_not_a_cloudevent_is_refused_saying_why(body: bytes, complaint: str) -> None:
+    with pytest.raises(InvalidEventError) as refused:
+        parse_event(body, {})
+    assert complaint in str(refused.value)
+
+
+def test_every_published_event_is_declared_once() -> None:
+    names = [event.name for event in PUBLISHED_EVENTS]
+    assert len(names) == len(set(names))
+    assert ITEM_DELETED in PUBLISHED_EVENTS
