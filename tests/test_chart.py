@@ -28,16 +28,27 @@ WARNING = 2  # lint message severities: 1 info, 2 warning, 3 error
 CUSTOM_KINDS = {"ServiceMonitor"}
 
 
-BACKING_SERVICES = {"database": "postgresql", "cache": "redis"}
+VARIANTS = {
+    "plain": {},
+    "backed": {"database": "postgresql", "cache": "redis"},
+    # A broker brings the worker; with a database, its outbox too.
+    "rabbitmq": {"database": "postgresql", "broker": "rabbitmq"},
+    "nats": {"broker": "nats"},
+}
+WORKER_ARGS = ["worker", "--config", "/etc/service/settings.yml"]
 
 
-@pytest.fixture(scope="module", params=["plain", "backed"])
+@pytest.fixture(scope="module", params=list(VARIANTS))
 def chart(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    """The chart of a project without backing services, and of one with PostgreSQL and Redis."""
-    answers = BACKING_SERVICES if request.param == "backed" else {}
-    result = render(tmp_path_factory.mktemp("chart"), answers)
+    """The chart of a project without backing services, with PostgreSQL and Redis, and with each broker."""
+    result = render(tmp_path_factory.mktemp(request.param), VARIANTS[request.param])
     assert result.returncode == 0, result.stderr
     return result.project() / "charts" / DEFAULT_SLUG
+
+
+def broker_of(chart: Path) -> str:
+    """The broker answer of the chart's project (rendered into a folder named after its variant)."""
+    return VARIANTS[chart.parents[2].name.rstrip("0123456789")].get("broker", "none")
 
 
 def variants(chart: Path) -> dict[str, dict[str, Any]]:
@@ -60,6 +71,15 @@ def manifests(chart: Path, values: dict[str, Any] | None = None) -> list[dict[st
 
 def of_kind(documents: list[dict[str, Any]], kind: str) -> list[dict[str, Any]]:
     return [document for document in documents if document["kind"] == kind]
+
+
+def named(documents: list[dict[str, Any]], kind: str, name: str) -> dict[str, Any]:
+    return next(document for document in of_kind(documents, kind) if document["metadata"]["name"] == name)
+
+
+def selects(match_labels: dict[str, str], labels: dict[str, str]) -> bool:
+    """Whether a ``matchLabels`` selector (or a Service's selector) selects an object with ``labels``."""
+    return all(labels.get(key) == value for key, value in match_labels.items())
 
 
 def test_lint_is_clean_in_strict_mode(chart: Path) -> None:
@@ -86,6 +106,7 @@ def test_default_values_give_the_expected_objects(chart: Path) -> None:
     documents = manifests(chart)
     kinds = sorted(document["kind"] for document in documents)
     assert kinds == ["ConfigMap", "Deployment", "Pod", "PodDisruptionBudget", "Service", "ServiceAccount"]
+    assert not [document for document in documents if "worker" in document["metadata"]["name"]], "worker is opt-in"
     for document in documents:
         labels = document["metadata"]["labels"]
         assert labels["app.kubernetes.io/name"] == DEFAULT_SLUG
@@ -178,6 +199,111 @@ def test_the_database_variant_migrates_before_install_and_upgrade(chart: Path) -
     assert pod["restartPolicy"] == "Never"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert of_kind(manifests(chart), "Job") == [], "migrations are off by default"
+
+
+def test_only_a_project_with_a_broker_has_a_worker(chart: Path) -> None:
+    worker_files = [*(chart / "templates").glob("worker-*"), *(chart / "ci").glob("worker-*")]
+    values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8"))
+    schema = (chart / "values.schema.json").read_text(encoding="utf-8")
+    if broker_of(chart) == "none":
+        assert (worker_files, "worker" in values, '"worker"' in schema) == ([], False, False)
+        return
+    assert {path.name for path in worker_files} == {
+        "worker-deployment.yaml", "worker-pdb.yaml", "worker-hpa.yaml", "worker-servicemonitor.yaml",
+        "worker-networkpolicy.yaml", "worker-values.yaml",
+    }  # fmt: skip
+    assert values["worker"]["enabled"] is False
+    assert "_BROKER_URL" in (chart / "values.yaml").read_text(encoding="utf-8"), "secretEnv's example names the broker"
+
+
+def test_the_worker_runs_apart_from_the_api(chart: Path) -> None:
+    if broker_of(chart) == "none":
+        return  # nothing of the worker is there (test_only_a_project_with_a_broker_has_a_worker)
+    documents = manifests(chart, variants(chart)["worker"])
+    worker_name = f"{FULLNAME}-worker"
+    api, worker = named(documents, "Deployment", FULLNAME), named(documents, "Deployment", worker_name)
+    api_pod, worker_pod = api["spec"]["template"], worker["spec"]["template"]
+    api_container, worker_container = api_pod["spec"]["containers"][0], worker_pod["spec"]["containers"][0]
+    assert worker_container["args"] == WORKER_ARGS
+    probes = {name: worker_container[f"{name}Probe"]["httpGet"] for name in ("liveness", "readiness", "startup")}
+    assert probes == {
+        "liveness": {"path": "/health/live", "port": "http"},
+        "readiness": {"path": "/health/ready", "port": "http"},
+        "startup": {"path": "/health/startup", "port": "http"},
+    }
+    # The same pod but for the command: image, settings, secrets, security, drain time.
+    for key in ("image", "ports", "securityContext", "volumeMounts"):
+        assert worker_container[key] == api_container[key], key
+    for key in ("securityContext", "volumes", "terminationGracePeriodSeconds", "serviceAccountName"):
+        assert worker_pod["spec"][key] == api_pod["spec"][key], key
+    assert worker_pod["metadata"]["annotations"] == api_pod["metadata"]["annotations"], "new settings roll both"
+    assert worker_pod["metadata"]["labels"]["app.kubernetes.io/component"] == "worker"
+    assert "replicas" not in worker["spec"], "the worker's autoscaler owns its replicas"
+    settings = yaml.safe_load(named(documents, "ConfigMap", FULLNAME)["data"]["settings.yml"])
+    assert settings["broker"] == {"consume": False}, "with the worker on, the API's pods leave consuming to it"
+
+    # Whatever selects pods selects those of its own Deployment alone.
+    pods = {FULLNAME: api_pod["metadata"]["labels"], worker_name: worker_pod["metadata"]["labels"]}
+    for owner, pod in ((FULLNAME, api_pod), (worker_name, worker_pod)):
+        selectors = {
+            "Deployment": named(documents, "Deployment", owner)["spec"]["selector"]["matchLabels"],
+            "Service": named(documents, "Service", owner)["spec"]["selector"],
+            "PodDisruptionBudget": named(documents, "PodDisruptionBudget", owner)["spec"]["selector"]["matchLabels"],
+            "NetworkPolicy": named(documents, "NetworkPolicy", owner)["spec"]["podSelector"]["matchLabels"],
+            "spread": pod["spec"]["topologySpreadConstraints"][0]["labelSelector"]["matchLabels"],
+        }
+        for kind, selector in selectors.items():
+            assert [name for name, labels in pods.items() if selects(selector, labels)] == [owner], kind
+        monitor = named(documents, "ServiceMonitor", owner)["spec"]
+        monitored = [service["metadata"]["name"] for service in of_kind(documents, "Service")
+                     if selects(monitor["selector"]["matchLabels"], service["metadata"]["labels"])]  # fmt: skip
+        assert monitored == [owner]
+        assert monitor["endpoints"][0]["path"] == "/metrics"
+    assert named(documents, "Service", worker_name)["spec"]["clusterIP"] == "None", "for scraping, not for requests"
+    hpa = named(documents, "HorizontalPodAutoscaler", worker_name)
+    assert hpa["spec"]["scaleTargetRef"] == {"apiVersion": "apps/v1", "kind": "Deployment", "name": worker_name}
+
+
+def test_the_worker_shares_the_api_s_secrets_and_extra_environment(chart: Path) -> None:
+    if broker_of(chart) == "none":
+        return
+    values = {**variants(chart)["existingsecret"], "secretEnv": {"TOKEN": "x"}, "worker": {"enabled": True}}
+    pods = [deployment["spec"]["template"]["spec"] for deployment in of_kind(manifests(chart, values), "Deployment")]
+    containers = [pod["containers"][0] for pod in pods]
+    assert len(containers) == 2
+    for key in ("env", "envFrom"):
+        assert containers[0][key] == containers[1][key], key
+    secrets = [{"secretRef": {"name": "my-service-secrets"}}, {"secretRef": {"name": FULLNAME}}]
+    assert containers[1]["envFrom"] == secrets
+    # The replicas are the worker's own without an autoscaler; nothing of it without a budget.
+    worker = {"enabled": True, "replicaCount": 3, "podDisruptionBudget": {"enabled": False}}
+    documents = manifests(chart, {"worker": worker})
+    assert named(documents, "Deployment", f"{FULLNAME}-worker")["spec"]["replicas"] == 3
+    assert [pdb["metadata"]["name"] for pdb in of_kind(documents, "PodDisruptionBudget")] == [FULLNAME]
+    assert not of_kind(documents, "HorizontalPodAutoscaler")
+
+
+def test_the_worker_s_names_stay_apart_at_the_longest(chart: Path) -> None:
+    if broker_of(chart) == "none":
+        return
+    longest = "x" * 63
+    documents = manifests(chart, {"fullnameOverride": longest, "nameOverride": longest, "worker": {"enabled": True}})
+    deployments = of_kind(documents, "Deployment")
+    names = {deployment["metadata"]["name"] for deployment in deployments}
+    labels = {deployment["spec"]["selector"]["matchLabels"]["app.kubernetes.io/name"] for deployment in deployments}
+    for found in (names, labels):
+        assert len(found) == 2, found
+        assert max(map(len, found)) <= 63, found
+
+
+def test_bad_worker_values_are_refused(chart: Path) -> None:
+    with_worker = broker_of(chart) != "none"
+    complaint = "/worker/replicaCount" if with_worker else "'worker' not allowed"
+    with pytest.raises(helm.HelmError, match=complaint):
+        helm.Chart.load(chart).render({"worker": {"replicaCount": "two"}}, name=RELEASE, namespace="prod")
+    if with_worker:
+        with pytest.raises(helm.HelmError, match="/worker/autoscaling"):
+            helm.Chart.load(chart).render({"worker": {"autoscaling": {"minReplicas": 0}}}, name=RELEASE)
 
 
 @pytest.mark.parametrize(

@@ -68,3 +68,129 @@ envFrom:
   {{- end }}
 {{- end }}
 {{- end }}
+
+{{/*
+The worker's names and labels. The worker is the same application in another role, yet its
+pods get a name label of their own (as Argo CD's components do): the API's pods are selected
+by name and instance, in their Deployment (where an upgrade may not change the selector), the
+Service, the PodDisruptionBudget, the autoscaler and the NetworkPolicy, none of which may
+select worker pods.
+*/}}
+{{- define "service.worker.fullname" -}}
+{{- printf "%s-worker" (include "service.fullname" . | trunc 56 | trimSuffix "-") }}
+{{- end }}
+
+{{- define "service.worker.selectorLabels" -}}
+app.kubernetes.io/name: {{ printf "%s-worker" (include "service.name" . | trunc 56 | trimSuffix "-") }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/component: worker
+{{- end }}
+
+{{- define "service.worker.labels" -}}
+helm.sh/chart: {{ include "service.chart" . }}
+{{ include "service.worker.selectorLabels" . }}
+app.kubernetes.io/part-of: {{ include "service.name" . }}
+app.kubernetes.io/version: {{ .Values.image.tag | default .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+{{- end }}
+
+{{/* Annotations of the pods: a changed settings file or secretEnv rolls them. */}}
+{{- define "service.podAnnotations" -}}
+checksum/settings: {{ include "service.settings" . | sha256sum }}
+{{- if .Values.secretEnv }}
+checksum/secret: {{ toYaml .Values.secretEnv | sha256sum }}
+{{- end }}
+{{- with .Values.podAnnotations }}
+{{ toYaml . }}
+{{- end }}
+{{- end }}
+
+{{/*
+The spec of the API's pods and of the worker's: the same image, settings, secrets, probes and
+security, one command of the service. Takes a dict: context (the root), container (its name),
+command (serve or worker), resources, selectorLabels (of these pods, for spreading them).
+*/}}
+{{- define "service.podSpec" -}}
+{{- $values := .context.Values -}}
+serviceAccountName: {{ include "service.serviceAccountName" .context }}
+{{- with $values.imagePullSecrets }}
+imagePullSecrets:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+automountServiceAccountToken: {{ $values.serviceAccount.automountServiceAccountToken }}
+securityContext:
+  {{- toYaml $values.podSecurityContext | nindent 2 }}
+terminationGracePeriodSeconds: {{ include "service.terminationGracePeriodSeconds" .context }}
+containers:
+  - name: {{ .container }}
+    image: "{{ $values.image.repository }}:{{ $values.image.tag | default .context.Chart.AppVersion }}"
+    imagePullPolicy: {{ $values.image.pullPolicy }}
+    args: [{{ .command | quote }}, "--config", "/etc/service/settings.yml"]
+    ports:
+      - name: http
+        containerPort: {{ $values.containerPort }}
+        protocol: TCP
+    {{- with $values.extraEnv }}
+    env:
+      {{- toYaml . | nindent 6 }}
+    {{- end }}
+    {{- with include "service.envFrom" (dict "context" .context "secretName" (include "service.fullname" .context)) }}
+    {{- . | nindent 4 }}
+    {{- end }}
+    {{- /* Both commands answer these on the port: serve with the API, worker alone. */}}
+    startupProbe:
+      httpGet:
+        path: /health/startup
+        port: http
+      {{- toYaml $values.probes.startup | nindent 6 }}
+    livenessProbe:
+      httpGet:
+        path: /health/live
+        port: http
+      {{- toYaml $values.probes.liveness | nindent 6 }}
+    readinessProbe:
+      httpGet:
+        path: /health/ready
+        port: http
+      {{- toYaml $values.probes.readiness | nindent 6 }}
+    resources:
+      {{- toYaml .resources | nindent 6 }}
+    securityContext:
+      {{- toYaml $values.securityContext | nindent 6 }}
+    volumeMounts:
+      - name: settings
+        mountPath: /etc/service
+        readOnly: true
+      - name: tmp
+        mountPath: /tmp
+volumes:
+  - name: settings
+    configMap:
+      name: {{ include "service.fullname" .context }}
+  # The only writable place (the root filesystem is read-only).
+  - name: tmp
+    emptyDir:
+      medium: Memory
+      sizeLimit: {{ $values.tmpSizeLimit }}
+{{- if $values.topologySpreadConstraints }}
+topologySpreadConstraints:
+  {{- range $values.topologySpreadConstraints }}
+  - labelSelector:
+      matchLabels:
+        {{- $.selectorLabels | nindent 8 }}
+    {{- toYaml . | nindent 4 }}
+  {{- end }}
+{{- end }}
+{{- with $values.nodeSelector }}
+nodeSelector:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.affinity }}
+affinity:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- with $values.tolerations }}
+tolerations:
+  {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
