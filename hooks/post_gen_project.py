@@ -100,6 +100,7 @@ BACKING_SERVICE_FILES = [
 
 # What any broker brings; removed with broker = none.
 BROKER_FILES = [
+    "src/{package}/services/messaging.py",
     "src/{package}/chassis/asyncapi.py",
     "src/{package}/chassis/consumers.py",
     "src/{package}/chassis/events.py",
@@ -117,6 +118,7 @@ BROKER_FILES = [
     "charts/{slug}/templates/worker-networkpolicy.yaml",
     "charts/{slug}/templates/worker-servicemonitor.yaml",
     "charts/{slug}/ci/worker-values.yaml",
+    "scripts/bench_messages.py",
 ]
 # Each broker's client, one of which becomes chassis/broker.py.
 BROKER_MODULES = {
@@ -135,6 +137,7 @@ OUTBOX_FILES = [
     "src/{package}/chassis/inbox.py",
     "src/{package}/chassis/outbox.py",
     "src/{package}/migrations/versions/0002_create_outbox.py",
+    "src/{package}/services/outbox_items.py",
     "tests/test_outbox.py",
 ]
 DIRECT_PUBLISHING_FILES = [

@@ -54,6 +54,15 @@ async def broker_settings(test_broker_url: str) -> AsyncIterator[BrokerSettings]
 
 
 @pytest.fixture
+def broker_env(broker_settings: BrokerSettings) -> dict[str, str]:
+    """Environment variables that point a service process at the test namespace."""
+    return {
+        f"{ENV_PREFIX}_BROKER_URL": broker_settings.url,
+        f"{ENV_PREFIX}_BROKER_NAMESPACE": broker_settings.namespace,
+    }
+
+
+@pytest.fixture
 async def probe(broker_settings: BrokerSettings) -> AsyncIterator[BrokerProbe]:
     """A bare client of the broker, watching the test namespace's events."""
     probe = BrokerProbe(broker_settings)

@@ -19,6 +19,7 @@ from {{ cookiecutter.package_name }}.chassis.events import CloudEvent
 from {{ cookiecutter.package_name }}.chassis.outbox import Outbox, OutboxMetrics, OutboxRelay
 from {{ cookiecutter.package_name }}.models import OutboxRow
 from {{ cookiecutter.package_name }}.services.items import ItemNameTakenError, NewItem
+from {{ cookiecutter.package_name }}.services.outbox_items import OutboxItemRepository
 from {{ cookiecutter.package_name }}.services.postgres_items import PostgresItemRepository
 
 LAMP = NewItem(name="lamp", description="A desk lamp.", price_cents=1999)
@@ -47,8 +48,8 @@ def outbox() -> Outbox:
 
 
 @pytest.fixture
-def items(database: Database, outbox: Outbox) -> PostgresItemRepository:
-    return PostgresItemRepository(database, outbox)
+def items(database: Database, outbox: Outbox) -> OutboxItemRepository:
+    return OutboxItemRepository(PostgresItemRepository(database), database, outbox)
 
 
 async def waiting(database: Database) -> list[OutboxRow]:
@@ -63,7 +64,7 @@ def relay_of(
 
 
 async def test_each_change_writes_its_event_in_its_own_transaction(
-    items: PostgresItemRepository, database: Database
+    items: OutboxItemRepository, database: Database
 ) -> None:
     lamp = await items.add(LAMP)
     await items.replace(lamp.id, NewItem(name="lamp", description="", price_cents=1))
@@ -76,7 +77,7 @@ async def test_each_change_writes_its_event_in_its_own_transaction(
     ]
 
 
-async def test_a_change_that_fails_writes_no_event(items: PostgresItemRepository, database: Database) -> None:
+async def test_a_change_that_fails_writes_no_event(items: OutboxItemRepository, database: Database) -> None:
     await items.add(LAMP)
     with pytest.raises(ItemNameTakenError):
         await items.add(LAMP)
@@ -84,7 +85,7 @@ async def test_a_change_that_fails_writes_no_event(items: PostgresItemRepository
 
 
 async def test_a_rolled_back_transaction_leaves_no_event(
-    items: PostgresItemRepository, database: Database
+    items: OutboxItemRepository, database: Database
 ) -> None:
     async def add_then_fail() -> None:
         async with database.transaction():
@@ -98,7 +99,7 @@ async def test_a_rolled_back_transaction_leaves_no_event(
 
 
 async def test_the_relay_publishes_in_order_keeps_ids_and_empties_the_outbox(
-    items: PostgresItemRepository, database: Database, outbox: Outbox
+    items: OutboxItemRepository, database: Database, outbox: Outbox
 ) -> None:
     broker, registry = FakeBroker(), CollectorRegistry()
     lamp = await items.add(LAMP)
@@ -113,7 +114,7 @@ async def test_the_relay_publishes_in_order_keeps_ids_and_empties_the_outbox(
 
 
 async def test_events_wait_in_the_outbox_while_the_broker_is_away(
-    items: PostgresItemRepository, database: Database, outbox: Outbox
+    items: OutboxItemRepository, database: Database, outbox: Outbox
 ) -> None:
     broker, registry = FakeBroker(), CollectorRegistry()
     relay = relay_of(database, outbox, broker, registry)
@@ -131,7 +132,7 @@ async def test_events_wait_in_the_outbox_while_the_broker_is_away(
 
 
 async def test_a_running_relay_publishes_what_is_written_without_waiting_for_its_interval(
-    items: PostgresItemRepository, database: Database, outbox: Outbox
+    items: OutboxItemRepository, database: Database, outbox: Outbox
 ) -> None:
     broker = FakeBroker()
     relay = OutboxRelay(database, outbox, broker, interval=30, metrics=OutboxMetrics(CollectorRegistry()))
@@ -154,7 +155,7 @@ async def second_database(database: Database) -> AsyncIterator[Database]:
 
 
 async def test_replicas_relay_each_event_once(
-    items: PostgresItemRepository, database: Database, second_database: Database, outbox: Outbox
+    items: OutboxItemRepository, database: Database, second_database: Database, outbox: Outbox
 ) -> None:
     for number in range(20):
         await items.add(NewItem(name=f"item {number}", description="", price_cents=number))

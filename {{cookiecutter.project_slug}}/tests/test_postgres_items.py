@@ -11,9 +11,6 @@ from quart.typing import TestClientProtocol as QuartClient
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.database import Database
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
-{%- if cookiecutter.broker != "none" %}
-from {{ cookiecutter.package_name }}.chassis.outbox import Outbox
-{%- endif %}
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.items import ItemNameTakenError, NewItem
@@ -24,24 +21,15 @@ LAMP = NewItem(name="lamp", description="A desk lamp.", price_cents=1999)
 CHAIR = NewItem(name="chair", description="", price_cents=4500)
 
 
-def postgres_items(database: Database) -> PostgresItemRepository:
-{%- if cookiecutter.broker != "none" %}
-    """The repository, its events written to an outbox that nothing relays here."""
-    return PostgresItemRepository(database, Outbox())
-{%- else %}
-    return PostgresItemRepository(database)
-{%- endif %}
-
-
 @pytest.fixture
 def items(database: Database) -> PostgresItemRepository:
-    return postgres_items(database)
+    return PostgresItemRepository(database)
 
 
 def postgres_services(settings: DatabaseSettings) -> Services:
-    """Items in PostgreSQL and nothing else (no cache{% if cookiecutter.broker != "none" %}, no broker{% endif %}), as ``build_services`` makes them."""
+    """Items in PostgreSQL and nothing else (no cache), as ``build_services`` makes them."""
     database = Database(settings)
-    return Services(items=postgres_items(database), backing={"database": database})
+    return Services(items=PostgresItemRepository(database), backing={"database": database})
 
 
 @pytest.fixture
@@ -85,13 +73,13 @@ async def test_names_are_unique(items: PostgresItemRepository) -> None:
 async def test_items_outlive_the_connection_pool(migrated_database_settings: DatabaseSettings) -> None:
     first = Database(migrated_database_settings)
     await first.start()
-    added = await postgres_items(first).add(LAMP)
+    added = await PostgresItemRepository(first).add(LAMP)
     await first.stop()
 
     second = Database(migrated_database_settings)
     await second.start()
     try:
-        assert await postgres_items(second).get(added.id) == added
+        assert await PostgresItemRepository(second).get(added.id) == added
     finally:
         await second.stop()
 

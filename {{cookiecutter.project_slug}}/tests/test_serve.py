@@ -67,21 +67,24 @@ def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pope
 
 
 @pytest.fixture(params=["uvloop", "asyncio"])
-{%- if cookiecutter.database == "postgresql" %}
 def service(
-    request: pytest.FixtureRequest, database_env: dict[str, str]
+    request: pytest.FixtureRequest,
+{%- if cookiecutter.database == "postgresql" %}
+    database_env: dict[str, str],
+{%- endif %}
+{%- if cookiecutter.broker != "none" %}
+    broker_env: dict[str, str],
+{%- endif %}
 ) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The service as a real process on a free port, on each event loop, with its own schema."""
+    """The service as a real process on a free port, on each event loop{% if cookiecutter.database == "postgresql" or cookiecutter.broker != "none" %}, on the test servers{% endif %}."""
     port = free_port()
     env = {
         **os.environ,
+{%- if cookiecutter.database == "postgresql" %}
         **database_env,
-{%- else %}
-def service(request: pytest.FixtureRequest) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The service as a real process on a free port, on each event loop."""
-    port = free_port()
-    env = {
-        **os.environ,
+{%- endif %}
+{%- if cookiecutter.broker != "none" %}
+        **broker_env,
 {%- endif %}
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SERVER_PORT": str(port),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Literal
 {%- if cookiecutter.database == "postgresql" %}
 from urllib.parse import parse_qsl, urlsplit
-{%- elif cookiecutter.cache == "redis" or cookiecutter.broker != "none" %}
+{%- elif cookiecutter.cache == "redis" or cookiecutter.broker == "rabbitmq" %}
 from urllib.parse import urlsplit
 {%- endif %}
 

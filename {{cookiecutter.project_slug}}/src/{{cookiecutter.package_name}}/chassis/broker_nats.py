@@ -147,16 +147,9 @@ class Broker(Resource):
             )
             self._connected_once = True
             self._jetstream = connection.jetstream(timeout=self._settings.connect_timeout)
-            retrying = AsyncRetrying(
-                wait=wait_random_exponential(multiplier=FIRST_BACKOFF, max=MAX_BACKOFF),
-                retry=retry_if_exception_type((TimeoutError, NoRespondersError, ServiceUnavailableError)),
-                before_sleep=_log_retry,
-                reraise=True,
-            )
-            async for attempt in retrying:  # resources.start_timeout bounds the whole start
-                with attempt:
-                    await self._declare()
+            await self._declare()  # resources.start_timeout bounds the whole start
         except BaseException:
+            self._closing = True
             await connection.close()
             raise
         log.info("broker connected", events=self.events_stream, commands=self.commands_stream)
@@ -287,6 +280,18 @@ class Broker(Resource):
         self._wake.set()  # a slot is free
 
     async def _declare(self) -> None:
+        """Declare the streams and the consumer, retrying with backoff while JetStream is not ready."""
+        retrying = AsyncRetrying(
+            wait=wait_random_exponential(multiplier=FIRST_BACKOFF, max=MAX_BACKOFF),
+            retry=retry_if_exception_type((TimeoutError, NoRespondersError, ServiceUnavailableError)),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                await self._declare_once()
+
+    async def _declare_once(self) -> None:
         jetstream = _started(self._jetstream)
         await self._declare_stream(
             StreamConfig(
@@ -364,7 +369,7 @@ class Broker(Resource):
 
     async def _on_reconnected(self) -> None:
         log.info("broker reconnected")
-        # The server may have come back without them (a new one, a lost disk).
+        # The server may have come back without them (a new one, a lost disk); stop() cancels it.
         if self._declaring is None or self._declaring.done():
             self._declaring = asyncio.create_task(self._redeclare(), name="declare streams")
 

@@ -12,31 +12,13 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry
 
-{% if cookiecutter.broker != "none" -%}
-from ..chassis.broker import Broker
-{% endif -%}
 {% if cookiecutter.cache == "redis" -%}
 from ..chassis.cache import Cache, CacheMetrics
-{% endif -%}
-{% if cookiecutter.broker != "none" -%}
-from ..chassis.consumers import ConsumerRunner, RetryPolicy
 {% endif -%}
 {% if cookiecutter.database == "postgresql" -%}
 from ..chassis.database import Database
 {% endif -%}
-{% if cookiecutter.broker != "none" and cookiecutter.database == "postgresql" -%}
-from ..chassis.inbox import DatabaseInbox
-{% endif -%}
 from ..chassis.lifecycle import Resource
-{% if cookiecutter.broker != "none" and cookiecutter.database == "none" -%}
-from ..chassis.memory_inbox import MemoryInbox
-{% endif -%}
-{% if cookiecutter.broker != "none" -%}
-from ..chassis.message_metrics import MessageMetrics
-{% endif -%}
-{% if cookiecutter.broker != "none" and cookiecutter.database == "postgresql" -%}
-from ..chassis.outbox import Outbox, OutboxMetrics, OutboxRelay
-{% endif -%}
 from ..chassis.tracing import Tracing
 from ..settings import Settings
 {% if cookiecutter.cache == "redis" -%}
@@ -44,12 +26,14 @@ from .cached_items import CachedItemRepository
 {% endif -%}
 {% if cookiecutter.database == "postgresql" -%}
 from .items import ItemRepository
-from .postgres_items import PostgresItemRepository
 {% else -%}
 from .items import InMemoryItemRepository, ItemRepository
 {% endif -%}
-{% if cookiecutter.broker != "none" and cookiecutter.database == "none" -%}
-from .published_items import PublishingItemRepository
+{% if cookiecutter.broker != "none" -%}
+from .messaging import Messaging
+{% endif -%}
+{% if cookiecutter.database == "postgresql" -%}
+from .postgres_items import PostgresItemRepository
 {% endif %}
 
 @dataclasses.dataclass(frozen=True)
@@ -67,50 +51,23 @@ def build_services(settings: Settings, *, registry: CollectorRegistry, tracing: 
     backing: dict[str, Resource] = {}
 {%- if cookiecutter.database == "postgresql" %}
     database = backing["database"] = Database(settings.database)
-{%- endif %}
-{%- if cookiecutter.broker != "none" %}
-    messages = MessageMetrics(registry)
-    broker = backing["broker"] = Broker(settings.broker, metrics=messages, tracing=tracing)
-{%- endif %}
-{%- if cookiecutter.database == "postgresql" and cookiecutter.broker != "none" %}
-    outbox = Outbox()
-    items: ItemRepository = PostgresItemRepository(database, outbox)
-{%- elif cookiecutter.database == "postgresql" %}
     items: ItemRepository = PostgresItemRepository(database)
 {%- else %}
     items: ItemRepository = InMemoryItemRepository()
 {%- endif %}
-{%- if cookiecutter.database == "none" and cookiecutter.broker != "none" %}
-    items = PublishingItemRepository(items, broker)
+{%- if cookiecutter.broker != "none" %}
+    messaging = Messaging(settings.broker, {% if cookiecutter.database == "postgresql" %}database, {% endif %}registry=registry, tracing=tracing)
+    backing["broker"] = messaging.broker
+    items = messaging.published(items)
 {%- endif %}
 {%- if cookiecutter.cache == "redis" %}
     cache = backing["cache"] = Cache(settings.cache, metrics=CacheMetrics(registry))
     items = CachedItemRepository(items, cache, ttl=settings.cache.ttl, key_prefix=settings.cache.key_prefix)
 {%- endif %}
-{%- if cookiecutter.broker == "none" %}
-    return Services(items=items, backing=backing)
-{%- else %}
+{%- if cookiecutter.broker != "none" %}
     services = Services(items=items, backing=backing)
-{%- if cookiecutter.database == "postgresql" %}
-    services.background["outbox relay"] = OutboxRelay(
-        database, outbox, broker, interval=settings.broker.relay_interval, metrics=OutboxMetrics(registry)
-    )
-{%- endif %}
-    if settings.broker.consume:
-        from ..consumers import CONSUMERS  # here: the consumers need Services, defined above
-
-        services.background["consumers"] = ConsumerRunner(
-            broker,
-            CONSUMERS,
-            services,
-{%- if cookiecutter.database == "postgresql" %}
-            inbox=DatabaseInbox(database),
-{%- else %}
-            inbox=MemoryInbox(),
-{%- endif %}
-            retries=RetryPolicy(settings.broker.max_deliveries, settings.broker.retry_delay),
-            metrics=messages,
-            tracing=tracing,
-        )
+    services.background.update(messaging.background(services))
     return services
+{%- else %}
+    return Services(items=items, backing=backing)
 {%- endif %}

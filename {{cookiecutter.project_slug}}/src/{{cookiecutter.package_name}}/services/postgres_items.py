@@ -2,10 +2,6 @@
 
 The only module that writes SQL for items; the views only see ``ItemRepository``.
 A taken name is PostgreSQL's unique violation, turned into ``ItemNameTakenError``.
-{%- if cookiecutter.broker != "none" %}
-Each change writes its event to the outbox in the change's own transaction: the event
-is published if, and only if, the change committed.
-{%- endif %}
 """
 
 from __future__ import annotations
@@ -14,10 +10,6 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.exc import IntegrityError
 
 from ..chassis.database import Database
-{%- if cookiecutter.broker != "none" %}
-from ..chassis.outbox import Outbox
-from ..events import item_created, item_deleted, item_updated
-{%- endif %}
 from ..models import ItemRow
 from .items import Item, ItemNameTakenError, ItemRepository, NewItem
 
@@ -25,14 +17,8 @@ UNIQUE_VIOLATION = "23505"
 
 
 class PostgresItemRepository(ItemRepository):
-{%- if cookiecutter.broker != "none" %}
-    def __init__(self, database: Database, outbox: Outbox) -> None:
-        self._database = database
-        self._outbox = outbox
-{%- else %}
     def __init__(self, database: Database) -> None:
         self._database = database
-{%- endif %}
 
     async def add(self, new: NewItem) -> Item:
         row = ItemRow(name=new.name, description=new.description, price_cents=new.price_cents)
@@ -41,9 +27,6 @@ class PostgresItemRepository(ItemRepository):
                 session.add(row)
                 await session.flush()
                 await session.refresh(row)
-{%- if cookiecutter.broker != "none" %}
-                self._outbox.add(session, item_created(_item(row)))
-{%- endif %}
         except IntegrityError as error:
             if _is_unique_violation(error):
                 raise ItemNameTakenError(new.name) from error
@@ -69,9 +52,6 @@ class PostgresItemRepository(ItemRepository):
                     return None
                 row.name, row.description, row.price_cents = new.name, new.description, new.price_cents
                 await session.flush()
-{%- if cookiecutter.broker != "none" %}
-                self._outbox.add(session, item_updated(_item(row)))
-{%- endif %}
         except IntegrityError as error:
             if _is_unique_violation(error):
                 raise ItemNameTakenError(new.name) from error
@@ -83,14 +63,7 @@ class PostgresItemRepository(ItemRepository):
             deleted = await session.scalars(
                 delete(ItemRow).where(ItemRow.id == item_id).returning(ItemRow.id)
             )
-{%- if cookiecutter.broker != "none" %}
-            if deleted.first() is None:
-                return False
-            self._outbox.add(session, item_deleted(item_id))
-            return True
-{%- else %}
             return deleted.first() is not None
-{%- endif %}
 
 
 def _item(row: ItemRow) -> Item:
