@@ -7,8 +7,8 @@
 2. Verify: create ``.venv`` with a Python the project supports (the one running
    cookiecutter when it does, else a matching ``python3.X`` on PATH), install from the
    dev lock with ``--require-hashes``, install the project itself and run its test
-   suite; with PostgreSQL or Redis chosen, their tests run too when a server answers
-   at the URL the project's README gives for local development.  The summary gives
+   suite; with PostgreSQL, Redis or a broker chosen, their tests run too when a server
+   answers at the URL the project's README gives for local development.  The summary gives
    pytest's real counts, and says why tests were skipped.
 3. Commit: the project becomes a git repository (branch ``main``) with one commit of
    everything generated, locks included and ``.venv`` left out by its ``.gitignore``,
@@ -18,9 +18,10 @@
    renders.  A commit that fails (say, a global git hook refuses it) is reported in
    one line and generation goes on.
 
-Before all three, the files of a backing service that was not chosen (database, cache)
-are removed, and ``package_name`` is refused if it is the top-level module of a
-dependency the rendered ``pyproject.toml`` declares (``quart``, ``yaml``...): the
+Before all three, the files of a backing service that was not chosen (database, cache,
+broker) are removed (the chosen broker's module becomes ``chassis/broker.py``), and
+``package_name`` is refused if it is the top-level module of a dependency the rendered
+``pyproject.toml`` declares (``quart``, ``yaml``...): the
 package would shadow it.  Verification then checks it against every module actually
 installed in ``.venv`` (``importlib.metadata.packages_distributions()``), which also
 covers the dependencies' own dependencies (``werkzeug``, ``priority``...).
@@ -170,6 +171,25 @@ TEST_SERVERS = {
         "redis://localhost:6379/0",
         "import redis, sys\n"
         "redis.Redis.from_url(sys.argv[1], socket_connect_timeout=3, socket_timeout=3).ping()\n",
+    ),
+    "rabbitmq": (
+        f"{PACKAGE_NAME.upper()}_TEST_BROKER_URL",
+        "amqp://guest:guest@localhost:5672/",
+        "import aio_pika, asyncio, sys\n"
+        "async def probe():\n"
+        "    connection = await aio_pika.connect(sys.argv[1], timeout=3)\n"
+        "    await connection.close()\n"
+        "asyncio.run(probe())\n",
+    ),
+    "nats": (
+        f"{PACKAGE_NAME.upper()}_TEST_BROKER_URL",
+        "nats://localhost:4222",
+        "import asyncio, nats, sys\n"
+        "async def probe():\n"
+        "    connection = await nats.connect(sys.argv[1], connect_timeout=3, max_reconnect_attempts=1)\n"
+        "    await connection.jetstream().account_info()\n"
+        "    await connection.close()\n"
+        "asyncio.run(probe())\n",
     ),
 }
 PYTEST_COUNTS = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s", re.MULTILINE)
@@ -366,7 +386,7 @@ def reachable_test_servers(venv_python: Path) -> dict:
     """The test servers that answer, as the environment that names them to the tests: each one's
     variable when the caller exports it (as the README shows), else the README's local URL."""
     chosen = [name for name, is_chosen in (("postgresql", DATABASE == "postgresql"), ("redis", CACHE == "redis"))
-              if is_chosen]
+              if is_chosen] + ([BROKER] if BROKER != "none" else [])
     env = {}
     for name in chosen:
         variable, documented_url, probe = TEST_SERVERS[name]
@@ -589,7 +609,8 @@ def make_repository(project: Path) -> str:
 def next_steps(project: Path) -> list:
     """The three commands that take a new project from here to a running service."""
     steps = [f"cd {project}"]
-    backing = [name for name, chosen in (("postgres", DATABASE == "postgresql"), ("redis", CACHE == "redis")) if chosen]
+    backing = [name for name, chosen in (("postgres", DATABASE == "postgresql"), ("redis", CACHE == "redis"),
+                                         (BROKER, BROKER != "none")) if chosen]
     if backing:
         steps.append(f"docker compose up -d --wait {' '.join(backing)}   # the backing services")
     if DATABASE == "postgresql":

@@ -11,17 +11,23 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import re
-import socket
 import subprocess
-import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-
-from helpers import DEFAULT_PACKAGE, Render, clean_env, free_port, get_json, render, wait_for_status
+from helpers import (
+    DEFAULT_PACKAGE,
+    Render,
+    TcpProxy,
+    clean_env,
+    free_port,
+    get_json,
+    render,
+    wait_for_status,
+)
 from servers import POSTGRES_HOST, POSTGRES_PORT, REDIS_URL, psql, throwaway_database
 
 pytestmark = pytest.mark.slow
@@ -101,55 +107,6 @@ def test_the_unchosen_service_leaves_no_trace(variant: Variant) -> None:
             assert not re.search(unchosen, text, re.IGNORECASE), f"{path.relative_to(project)} mentions {unchosen}"
 
 
-class TcpProxy:
-    """Forwards a local port to PostgreSQL; ``close()`` makes it unreachable, ``open()`` brings it back."""
-
-    def __init__(self) -> None:
-        self.port = free_port()
-        self._listener: socket.socket | None = None
-        self._connections: list[socket.socket] = []
-
-    def open(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen()
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def close(self) -> None:
-        if self._listener is not None:
-            # shutdown first: close() alone leaves a socket that another thread is accepting on listening.
-            with contextlib.suppress(OSError):
-                self._listener.shutdown(socket.SHUT_RDWR)
-            self._listener.close()
-            self._listener = None
-        for connection in self._connections:
-            with contextlib.suppress(OSError):
-                connection.shutdown(socket.SHUT_RDWR)
-            connection.close()
-        self._connections.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection((POSTGRES_HOST, POSTGRES_PORT))
-            self._connections += [client, server]
-            for source, target in ((client, server), (server, client)):
-                threading.Thread(target=_pump, args=(source, target), daemon=True).start()
-
-
-def _pump(source: socket.socket, target: socket.socket) -> None:
-    with contextlib.suppress(OSError):
-        while data := source.recv(65536):
-            target.sendall(data)
-    with contextlib.suppress(OSError):
-        target.shutdown(socket.SHUT_WR)
-
-
 @contextlib.contextmanager
 def serving(project: Path, env: dict[str, str]) -> Iterator[tuple[subprocess.Popen[str], str]]:
     port = free_port()
@@ -189,7 +146,7 @@ def test_the_service_keeps_items_across_restarts_and_follows_the_database(
     schema = f"service_{uuid.uuid4().hex[:12]}"
     database = test_database.rsplit("/", 1)[1]
     psql(f"CREATE SCHEMA {schema}", database)
-    proxy = TcpProxy()
+    proxy = TcpProxy(POSTGRES_HOST, POSTGRES_PORT)
     proxy.open()
     env = {
         f"{PREFIX}_DATABASE_URL": test_database.replace(f":{POSTGRES_PORT}/", f":{proxy.port}/"),

@@ -55,6 +55,8 @@ LINTED_RENDERS = {
     "defaults": {},
     "postgresql": {"database": "postgresql"},
     "redis": {"cache": "redis"},
+    "rabbitmq": {"broker": "rabbitmq"},
+    "nats-postgresql": {"broker": "nats", "database": "postgresql"},
     "edges": {
         # The longest names the hook accepts (50 characters) must still lint clean.
         "project_name": "Billing Reconciliation And Settlement Gateway",
@@ -64,6 +66,7 @@ LINTED_RENDERS = {
         "python_version": "3.13",
         "database": "postgresql",
         "cache": "redis",
+        "broker": "rabbitmq",
         "version": "1.0.0rc1",
     },
     "lowest-port": {"project_name": "A", "project_slug": "a", "package_name": "a", "http_port": 1},
@@ -231,6 +234,7 @@ REFUSALS = [
     ({"description": "   "}, "description = '   ': must not be empty"),
     ({"database": "mysql"}, "database = 'mysql': must be one of none, postgresql"),
     ({"cache": "Redis"}, "cache = 'Redis': must be one of none, redis"),
+    ({"broker": "kafka"}, "broker = 'kafka': must be one of none, rabbitmq, nats"),
 ]
 
 
@@ -357,3 +361,47 @@ def test_make_docs_refuses_chart_settings_that_are_not_settings(tmp_path: Path) 
         f"{chart}: settings.logging.level: expected one of debug, info, warning, error, critical",
         f"{chart}: settings.logging.colour is not a setting",
     ]
+
+
+BROKER_WORDS = r"\b(broker|rabbitmq|aio_pika|nats|cloudevents?|outbox|asyncapi)\b"
+
+
+@pytest.mark.parametrize(
+    ("answers", "present", "absent"),
+    [
+        ({}, [], ["chassis/broker.py", "events.py", "consumers", "services/messaging.py"]),
+        (
+            {"broker": "rabbitmq"},
+            ["chassis/broker.py", "chassis/memory_inbox.py", "services/published_items.py", "consumers"],
+            ["chassis/broker_rabbitmq.py", "chassis/broker_nats.py", "chassis/outbox.py", "chassis/inbox.py"],
+        ),
+        (
+            {"broker": "nats", "database": "postgresql"},
+            ["chassis/broker.py", "chassis/outbox.py", "chassis/inbox.py", "services/outbox_items.py"],
+            ["chassis/broker_nats.py", "chassis/memory_inbox.py", "services/published_items.py"],
+        ),
+    ],
+)
+def test_the_broker_brings_its_files_and_only_its_own(
+    tmp_path: Path, answers: dict, present: list[str], absent: list[str]
+) -> None:
+    result = render(tmp_path, answers)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    package = project / "src" / DEFAULT_PACKAGE
+    for name in present:
+        assert (package / name).exists(), name
+    for name in absent:
+        assert not (package / name).exists(), name
+    broker = answers.get("broker", "none")
+    if broker != "none":
+        module = (package / "chassis" / "broker.py").read_text(encoding="utf-8")
+        assert ("aio_pika" in module) == (broker == "rabbitmq")
+        assert (project / "tests" / "broker_probe.py").exists()
+        return
+    # What the service is and says: its code, settings, dependencies, compose file and chart values.
+    paths = [*package.rglob("*.py"), *(project / name for name in ("pyproject.toml", "settings.yml", "Makefile"))]
+    paths += [project / "docker-compose.yml", project / "charts" / DEFAULT_SLUG / "values.yaml"]
+    for path in paths:
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(BROKER_WORDS, text, re.IGNORECASE), f"{path.relative_to(project)} mentions the broker"

@@ -38,6 +38,9 @@ class Recorder(Resource):
             raise ConnectionError(f"{self.name} is unreachable")
         self.events.append(f"start {self.name}")
 
+    async def drain(self) -> None:
+        self.events.append(f"drain {self.name}")
+
     async def stop(self) -> None:
         self.events.append(f"stop {self.name}")
 
@@ -122,3 +125,16 @@ def test_dependencies_must_be_added_first() -> None:
     lifecycle.add("database", Recorder("database", []))
     with pytest.raises(ValueError, match="already added"):
         lifecycle.add("database", Recorder("database", []))
+
+
+async def test_a_stop_signal_drains_the_started_resources_before_they_stop() -> None:
+    events: list[str] = []
+    app = app_with((Recorder("consumer", events), ()))
+    async with app.test_app():
+        lifecycle = part_of(app, Lifecycle)
+        await lifecycle.wait_until_started()
+        lifecycle.drain()  # what the server does on SIGTERM, while requests still finish
+        await asyncio.sleep(0)
+        assert events[-1] == "drain consumer"
+        assert (await app.test_client().get("/health/ready")).status_code == 503
+    assert events[-2:] == ["drain consumer", "stop consumer"]

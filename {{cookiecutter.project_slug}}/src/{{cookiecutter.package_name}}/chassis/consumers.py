@@ -16,9 +16,10 @@ command's ``data`` and the handler.  For each message the broker delivers, the r
    dead-lettered.  A message delivered more often than that without an outcome (the
    process died while handling it) is dead-lettered before it runs again.
 
-One log line per message says what happened.  Stopping stops new deliveries and lets the
-running handlers finish (within ``resources.stop_timeout``) and acknowledge; whatever was
-not acknowledged is delivered again, to this service's other replicas or after a restart.
+One log line per message says what happened.  A stop signal stops new deliveries at once
+(``drain``); the running handlers finish (within ``resources.stop_timeout``) and
+acknowledge; whatever was not acknowledged is delivered again, to this service's other
+replicas or after a restart.
 """
 
 from __future__ import annotations
@@ -146,6 +147,10 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
 
     async def start(self) -> None:
         await self._source.consume(self.handle)
+
+    async def drain(self) -> None:
+        """Take no more messages (a stop signal came); the ones being handled go on."""
+        await self._source.stop_consuming()
 
     async def stop(self) -> None:
         """Take no more messages; wait for the ones being handled (``resources.stop_timeout`` bounds it)."""

@@ -8,8 +8,10 @@ resources start in the background, so probes answer ``STARTING`` meanwhile:
 independent ones concurrently, each after the ones it depends on, each within
 ``resources.start_timeout``.  When all have started the service is ready.  If one
 fails, the ones already started are stopped, the failure is logged, and the
-process exits 1: it never serves half-started.  When serving stops, they stop in
-the reverse order of starting, each within ``resources.stop_timeout``.
+process exits 1: it never serves half-started.  When a stop signal comes, each started
+resource is told to take no new work (``drain``: a consumer stops fetching messages)
+while requests finish; when serving stops, they stop in the reverse order of starting,
+each within ``resources.stop_timeout``.
 """
 
 from __future__ import annotations
@@ -40,6 +42,9 @@ class Resource:
 
     async def start(self) -> None:
         """Open connections, warm pools: whatever must be done before serving."""
+
+    async def drain(self) -> None:
+        """Take no new work: a stop signal came, and ``stop`` follows once requests have finished."""
 
     async def stop(self) -> None:
         """Release what ``start`` acquired."""
@@ -78,6 +83,7 @@ class Lifecycle:
         self._entries: dict[str, _Entry] = {}
         self._started: list[_Entry] = []
         self._startup_task: asyncio.Task[None] | None = None
+        self._draining: list[asyncio.Task[None]] = []
         self.failed = False
         # Set by the server: how a failed start stops it (the test client has no server).
         self.request_stop: asyncio.Event | None = None
@@ -105,12 +111,22 @@ class Lifecycle:
         if self.failed:
             raise RuntimeError("startup failed")
 
+    def drain(self) -> None:
+        """Called when a stop signal comes: readiness fails, and the started resources take no new work."""
+        self._health.mark_draining()
+        self._draining = [
+            asyncio.create_task(entry.resource.drain(), name=f"drain {entry.name}") for entry in self._started
+        ]
+
     async def end(self) -> None:
         """Called when serving stops: cancel unfinished starts, then stop what started, in reverse."""
         self._health.mark_draining()
         if self._startup_task is not None and not self._startup_task.done():
             self._startup_task.cancel()
             await asyncio.gather(self._startup_task, return_exceptions=True)
+        for drained in await asyncio.gather(*self._draining, return_exceptions=True):
+            if isinstance(drained, Exception):
+                log.error("a resource failed to drain", error=repr(drained))
         await self._stop_started()
 
     async def _start_all(self) -> None:

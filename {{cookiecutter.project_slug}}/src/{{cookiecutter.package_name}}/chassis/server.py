@@ -37,7 +37,6 @@ from typing import NoReturn
 from hypercorn.config import Sockets
 
 from ..settings import Settings
-from .health import Health
 from .http_server import hypercorn_config, serve_http
 from .lifecycle import Lifecycle
 from .limits import TimeLimitedQuart
@@ -193,7 +192,7 @@ class _GracefulShutdown:
 
     def _begin(self) -> None:
         self._stopping = True
-        part_of(self._app, Health).mark_draining()
+        part_of(self._app, Lifecycle).drain()
         asyncio.get_running_loop().call_later(self._delay, self._close)
 
     def _close(self) -> None:

@@ -25,7 +25,7 @@ from ..chassis.message_metrics import MessageMetrics
 from ..chassis.server import serve_or_exit
 from ..chassis.tracing import Tracing
 from ..events import PUBLISHED_EVENTS
-from ..settings import Settings
+from ..settings import Settings, TracingSettings
 from . import CONSUMERS
 
 
@@ -54,7 +54,7 @@ def asyncapi_command(config_file: Path | None, **flags: Any) -> None:
     broker = Broker(
         loaded.settings.broker,
         metrics=MessageMetrics(CollectorRegistry()),
-        tracing=Tracing(loaded.settings.tracing, service=DISTRIBUTION_NAME, version=__version__),
+        tracing=Tracing(TracingSettings(), service=DISTRIBUTION_NAME, version=__version__),  # names only
     )
     document = asyncapi_document(
         title=DISTRIBUTION_NAME,

@@ -41,8 +41,8 @@ class Services:
     items: ItemRepository
     # What the repositories are built on (connection pools), by name: started before them.
     backing: Mapping[str, Resource] = dataclasses.field(default_factory=dict)
-    # Work beside the requests (message consumers, relays), by name: started after the
-    # repositories, stopped before them.
+    # Work beside the requests (background tasks), by name: started after the repositories,
+    # stopped before them.
     background: dict[str, Resource] = dataclasses.field(default_factory=dict)
 
 

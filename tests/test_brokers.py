@@ -1,0 +1,318 @@
+"""Slow tier: projects with a broker (RabbitMQ, NATS JetStream) and PostgreSQL, on this machine's servers.
+
+Each is generated with verification, which runs its whole suite against the servers (none
+skipped).  Then the service runs as processes, and a bare client of the broker, in a
+namespace of the test's own, checks what reaches the broker:
+
+- items created over HTTP arrive as CloudEvents; a command creates an item; a poison
+  message is dead-lettered; a command failing every time is dead-lettered after
+  ``broker.max_deliveries`` attempts;
+- SIGKILL during a burst of creates, then a restart: every acknowledged item's event is
+  published, none lost, each with one id however often it was published;
+- the broker going away (a TCP proxy cut): readiness says so, requests still commit, and
+  their events are published when it is back, without a restart;
+- SIGTERM to a worker while it handles commands: each handled and acknowledged once.
+"""
+
+from __future__ import annotations
+
+import collections
+import contextlib
+import dataclasses
+import json
+import signal
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from brokers import BareBroker, command, server_of, url_of
+from helpers import DEFAULT_PACKAGE, Render, TcpProxy, clean_env, free_port, get_json, render, wait_for_status
+from servers import POSTGRES_HOST, POSTGRES_PORT, psql, throwaway_database
+
+pytestmark = pytest.mark.slow
+
+PREFIX = DEFAULT_PACKAGE.upper()
+BROKERS = ("rabbitmq", "nats")
+MAX_DELIVERIES = 3
+# Seconds a test waits for what the service does in the background (publish, consume).
+EVENTUALLY = 20.0
+
+
+@dataclasses.dataclass(frozen=True)
+class BrokerProject:
+    broker: str
+    project: Path
+    generation: Render
+
+    @property
+    def python(self) -> str:
+        return str(self.project / ".venv" / "bin" / "python")
+
+
+@pytest.fixture(scope="module", params=BROKERS)
+def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BrokerProject:
+    answers = {"database": "postgresql", "broker": request.param}
+    result = render(tmp_path_factory.mktemp(request.param), answers, skip_lock=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    print(f"\n[figures] {request.param}: generation with verification took {result.seconds:.1f} s")
+    return BrokerProject(request.param, result.project(), result)
+
+
+@pytest.fixture(scope="module")
+def test_database() -> Iterator[str]:
+    with throwaway_database() as url:
+        yield url
+
+
+@dataclasses.dataclass
+class Deployment:
+    """One installation of the service: its schema, its broker namespace, and how to run it."""
+
+    generated: BrokerProject
+    env: dict[str, str]
+    bare: BareBroker
+
+    def run(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [self.generated.python, "-m", DEFAULT_PACKAGE, *args], cwd=self.generated.project,
+            env=clean_env(**{**self.env, **(env or {})}), capture_output=True, text=True, timeout=120, check=False,
+        )
+
+    @contextlib.contextmanager
+    def serving(self, command_name: str = "serve", **env: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+        port = free_port()
+        environment = clean_env(
+            **{**self.env, **env, f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port)}
+        )
+        process = subprocess.Popen(
+            [self.generated.python, "-m", DEFAULT_PACKAGE, command_name], cwd=self.generated.project,
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            yield process, f"http://127.0.0.1:{port}"
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.communicate(timeout=30)
+
+
+@pytest.fixture
+def deployment(generated: BrokerProject, test_database: str) -> Iterator[Deployment]:
+    namespace = f"t-{uuid.uuid4().hex[:12]}"
+    database = test_database.rsplit("/", 1)[1]
+    psql(f"CREATE SCHEMA {namespace.replace('-', '_')}", database)
+    env = {
+        f"{PREFIX}_DATABASE_URL": test_database,
+        f"{PREFIX}_DATABASE_SCHEMA": namespace.replace("-", "_"),
+        f"{PREFIX}_BROKER_URL": url_of(generated.broker, *server_of(generated.broker)),
+        f"{PREFIX}_BROKER_NAMESPACE": namespace,
+        f"{PREFIX}_BROKER_MAX_DELIVERIES": str(MAX_DELIVERIES),
+        f"{PREFIX}_BROKER_RETRY_DELAY": "0.05",
+        f"{PREFIX}_BROKER_RELAY_INTERVAL": "0.2",
+        f"{PREFIX}_LOGGING_FORMAT": "json",
+        f"{PREFIX}_SHUTDOWN_DELAY": "0.1",
+    }
+    bare = BareBroker(generated.broker, namespace)
+    deployment = Deployment(generated, env, bare)
+    try:
+        migrated = deployment.run("migrate")
+        assert migrated.returncode == 0, migrated.stdout + migrated.stderr
+        yield deployment
+    finally:
+        bare.delete()
+        psql(f"DROP SCHEMA {namespace.replace('-', '_')} CASCADE", database)
+
+
+def post_json(url: str, body: dict[str, object]) -> int:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def eventually(read: Callable[[], list], enough: Callable[[list], bool]) -> list:
+    """What ``read`` returns, gathered until ``enough`` of it arrived (or ``EVENTUALLY`` passed)."""
+    found: list = []
+    deadline = time.monotonic() + EVENTUALLY
+    while time.monotonic() < deadline:
+        found += read()
+        if enough(found):
+            return found
+        time.sleep(0.2)
+    return found
+
+
+def test_verification_ran_every_test_against_the_servers(generated: BrokerProject) -> None:
+    summary = next(line for line in generated.generation.stdout.splitlines() if "created " in line)
+    assert "skipped" not in summary, summary
+    assert url_of(generated.broker, "localhost", server_of(generated.broker)[1]) in summary, summary
+    print(f"\n[figures] {generated.broker}: {summary.removeprefix('[pychassis] ')}")
+
+
+def test_events_out_commands_in_and_poison_dead_lettered(deployment: Deployment) -> None:
+    bare = deployment.bare
+    with deployment.serving() as (process, base):
+        wait_for_status(process, f"{base}/health/ready")
+        bare.watch_events()
+        for number in range(3):
+            assert post_json(f"{base}/items", {"name": f"lamp {number}", "price_cents": 100 + number}) == 201
+        bare.send(command({"name": "chair", "price_cents": 4500}))
+        events = eventually(bare.events, lambda found: len(found) >= 4)
+        assert [event["type"] for event, _ in events] == ["items.created"] * 4
+        assert sorted(event["data"]["name"] for event, _ in events) == ["chair", "lamp 0", "lamp 1", "lamp 2"]
+        for event, headers in events:
+            assert {"specversion", "id", "source", "type", "time", "datacontenttype", "data"} <= set(event)
+            assert "traceparent" in headers
+        assert get_json(f"{base}/items?limit=10")[1]["total"] == 4, "the command created an item"
+
+        bare.send(b"\x00 not a CloudEvent")
+        dead = eventually(bare.dead_letters, lambda found: len(found) >= 1)
+        assert [body for body, _ in dead] == [b"\x00 not a CloudEvent"]
+        assert str(dead[0][1]["x-dead-letter-reason"]).startswith("not a CloudEvent")
+
+
+def test_a_command_that_fails_every_time_is_dead_lettered_after_max_deliveries(deployment: Deployment) -> None:
+    """The database goes away: each attempt fails, and the command ends as a dead letter, once."""
+    proxy = TcpProxy(POSTGRES_HOST, POSTGRES_PORT)
+    proxy.open()
+    through_proxy = deployment.env[f"{PREFIX}_DATABASE_URL"].replace(f":{POSTGRES_PORT}/", f":{proxy.port}/")
+    try:
+        with deployment.serving(**{f"{PREFIX}_DATABASE_URL": through_proxy}) as (process, base):
+            wait_for_status(process, f"{base}/health/ready")
+            proxy.close()
+            deployment.bare.send(command({"name": "doomed", "price_cents": 1}))
+            dead = eventually(deployment.bare.dead_letters, lambda found: len(found) >= 1)
+            time.sleep(1)
+            dead += deployment.bare.dead_letters()
+            proxy.open()
+            wait_for_status(process, f"{base}/health/ready", timeout=EVENTUALLY)
+            assert get_json(f"{base}/items")[1]["total"] == 0
+            process.send_signal(signal.SIGTERM)
+            output, _ = process.communicate(timeout=60)
+    finally:
+        proxy.close()
+    assert len(dead) == 1, dead
+    assert "DatabaseUnavailableError" in str(dead[0][1]["x-dead-letter-reason"])
+    attempts = [json.loads(line) for line in output.splitlines() if '"message handled"' in line]
+    assert [line["deliveries"] for line in attempts] == list(range(1, MAX_DELIVERIES + 1)), output[-3000:]
+    assert [line["outcome"] for line in attempts] == ["retried"] * (MAX_DELIVERIES - 1) + ["dead_lettered"]
+
+
+def test_sigkill_during_a_burst_of_creates_loses_no_acknowledged_event(deployment: Deployment) -> None:
+    bare = deployment.bare
+    acknowledged: list[str] = []
+    with deployment.serving() as (process, base):
+        wait_for_status(process, f"{base}/health/ready")
+        bare.watch_events()
+        stop = threading.Event()
+
+        def create(worker: int) -> None:
+            for number in range(10_000):
+                if stop.is_set():
+                    return
+                name = f"item {worker}-{number}"
+                try:
+                    if post_json(f"{base}/items", {"name": name, "price_cents": 1}) == 201:
+                        acknowledged.append(name)
+                except OSError:
+                    return
+
+        threads = [threading.Thread(target=create, args=(worker,)) for worker in range(8)]
+        for thread in threads:
+            thread.start()
+        time.sleep(2)
+        process.kill()  # SIGKILL: no drain, no flush
+        stop.set()
+        for thread in threads:
+            thread.join(timeout=10)
+    assert len(acknowledged) > 50, "the burst must have run for a while"
+
+    with deployment.serving() as (process, base):  # the restart relays what the outbox kept
+        wait_for_status(process, f"{base}/health/ready")
+        events = eventually(
+            bare.events, lambda found: set(acknowledged) <= {event["data"]["name"] for event, _ in found}
+        )
+    ids_by_name: dict[str, set[str]] = collections.defaultdict(set)
+    for event, _ in events:
+        ids_by_name[event["data"]["name"]].add(event["id"])
+    lost = [name for name in acknowledged if name not in ids_by_name]
+    assert not lost, f"{len(lost)} acknowledged items have no event, e.g. {lost[:3]}"
+    assert all(len(ids) == 1 for ids in ids_by_name.values()), "an event published again keeps its id"
+    print(f"\n[figures] {deployment.generated.broker}: SIGKILL after {len(acknowledged)} acknowledged creates: "
+          f"{len(events)} events delivered ({len(events) - len(ids_by_name)} again), 0 lost")
+
+
+def test_a_broker_outage_shows_in_readiness_and_publishing_resumes_without_a_restart(
+    deployment: Deployment,
+) -> None:
+    bare = deployment.bare
+    proxy = TcpProxy(*server_of(bare.broker))
+    proxy.open()
+    through_proxy = url_of(bare.broker, "127.0.0.1", proxy.port)
+    try:
+        with deployment.serving(**{f"{PREFIX}_BROKER_URL": through_proxy}) as (process, base):
+            wait_for_status(process, f"{base}/health/ready")
+            bare.watch_events()
+            proxy.close()
+            seconds_down = wait_for_status(process, f"{base}/health/ready", 503, timeout=EVENTUALLY)
+            assert get_json(f"{base}/health/ready")[1]["checks"]["broker.connection"]["status"] == "DOWN"
+            assert post_json(f"{base}/items", {"name": "during the outage", "price_cents": 1}) == 201
+            proxy.open()
+            seconds_up = wait_for_status(process, f"{base}/health/ready", 200, timeout=EVENTUALLY)
+            events = eventually(bare.events, lambda found: len(found) >= 1)
+            assert [event["data"]["name"] for event, _ in events] == ["during the outage"]
+    finally:
+        proxy.close()
+    print(f"\n[figures] {bare.broker}: readiness 503 {seconds_down:.2f} s after the broker went away, "
+          f"200 {seconds_up:.2f} s after it came back; the event written meanwhile was published then")
+
+
+def test_sigterm_while_a_worker_handles_commands_acknowledges_each_once(deployment: Deployment) -> None:
+    bare = deployment.bare
+    commands = 2000
+    api_only = {f"{PREFIX}_BROKER_CONSUME": "false"}
+    with deployment.serving(**api_only) as (api, api_base):  # declares the queues and streams
+        wait_for_status(api, f"{api_base}/health/ready")
+        bare.send(*(command({"name": f"command {number}", "price_cents": number}) for number in range(commands)))
+    outputs = []
+    with deployment.serving("worker") as (process, base):
+        wait_for_status(process, f"{base}/health/ready")
+        assert get_json(f"{base}/items")[0] == 404, "a worker serves no API"
+        time.sleep(0.2)
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        outputs.append(output)
+        assert process.returncode == 0, output[-3000:]
+    with deployment.serving("worker") as (process, base):  # another replica takes what was left
+        wait_for_status(process, f"{base}/health/ready")
+        with deployment.serving(**api_only) as (api, api_base):
+            wait_for_status(api, f"{api_base}/health/ready")
+            eventually(
+                lambda: [get_json(f"{api_base}/items?limit=1")[1]["total"]], lambda totals: totals[-1] >= commands
+            )
+            total = get_json(f"{api_base}/items?limit=1")[1]["total"]
+        process.send_signal(signal.SIGTERM)
+        output, _ = process.communicate(timeout=60)
+        outputs.append(output)
+    handled = [
+        json.loads(line) for output in outputs for line in output.splitlines() if '"message handled"' in line
+    ]
+    outcomes = collections.Counter(line["outcome"] for line in handled)
+    assert total == commands
+    assert outcomes == {"handled": commands}, outcomes
+    assert bare.dead_letters() == []
+    first = sum('"message handled"' in line for line in outputs[0].splitlines())
+    print(f"\n[figures] {bare.broker}: SIGTERM to a worker: it handled {first} of {commands} commands before "
+          f"it stopped, the next worker the rest; each once")
+    assert 0 < first < commands, "the stop came while commands were being handled"
