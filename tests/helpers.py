@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -21,6 +23,9 @@ DEFAULT_SLUG = "my-service"
 DEFAULT_PACKAGE = "my_service"
 # Opening delimiters catch leftovers; closing ones alone occur in plain code ({"a": {}}).
 TEMPLATE_SYNTAX = ("{{", "{%", "{#", "cookiecutter.")
+# The Node tools the tests run (package.json pins them) and the machine's CA list, which Node does not read.
+TOOLS = TEMPLATE_DIR / "tests" / "tools"
+SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass
@@ -75,6 +80,38 @@ def render(
         check=False,
     )
     return Render(result.returncode, result.stdout, result.stderr, output_dir, time.monotonic() - started)
+
+
+def node_tool(script: str) -> list[str]:
+    """The command that runs ``tests/tools/<script>``; installs the pinned Node packages first if any is missing.
+
+    Test workers take turns here (a lock on package.json): ``npm ci`` replaces node_modules
+    as a whole, so it must not run while another worker's tool reads it.
+    """
+    node, npm = shutil.which("node"), shutil.which("npm")
+    assert node and npm, "the tests need Node.js and npm (apt-get install nodejs npm) for their Node tools"
+    with (TOOLS / "package.json").open(encoding="utf-8") as manifest:
+        fcntl.flock(manifest, fcntl.LOCK_EX)  # released when the file closes
+        pinned: dict[str, str] = json.load(manifest)["dependencies"]
+        if any(_node_package_version(name) != version for name, version in pinned.items()):
+            env = dict(os.environ)
+            if Path(SYSTEM_CA).exists():  # Node has its own CA list; add the machine's (proxies included)
+                env.setdefault("NODE_EXTRA_CA_CERTS", SYSTEM_CA)
+            # No package needs an install script; without them none runs (@scarf/scarf's, under the
+            # AsyncAPI parser, would send install analytics).
+            subprocess.run(
+                [npm, "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--prefix", str(TOOLS)],
+                env=env, check=True, timeout=600,
+            )  # fmt: skip
+    return [node, str(TOOLS / script)]
+
+
+def _node_package_version(name: str) -> str | None:
+    try:
+        installed = json.loads((TOOLS / "node_modules" / name / "package.json").read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return str(installed["version"])
 
 
 def load_hook(name: str, answers: dict[str, object] | None = None) -> types.ModuleType:

@@ -86,7 +86,7 @@ class Deployment:
         )
 
     @contextlib.contextmanager
-    def serving(self, command_name: str = "serve", **env: str) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    def serving(self, command_name: str = "serve", **env: str) -> Iterator[Served]:
         port = free_port()
         environment = clean_env(
             **{**self.env, **env, f"{PREFIX}_SERVER_HOST": "127.0.0.1", f"{PREFIX}_SERVER_PORT": str(port)}
@@ -95,12 +95,40 @@ class Deployment:
             [self.generated.python, "-m", DEFAULT_PACKAGE, command_name], cwd=self.generated.project,
             env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
+        served = Served(process, f"http://127.0.0.1:{port}")
         try:
-            yield process, f"http://127.0.0.1:{port}"
+            yield served
         finally:
             if process.poll() is None:
                 process.kill()
-            process.communicate(timeout=30)
+            served.stopped()
+
+
+class Served:
+    """A running service process, its URL, and its log read as it is written (a full pipe would block it)."""
+
+    def __init__(self, process: subprocess.Popen[str], base: str) -> None:
+        self.process = process
+        self.base = base
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    def ready(self) -> float:
+        return wait_for_status(self.process, f"{self.base}/health/ready")
+
+    def stopped(self, stop_signal: int | None = None) -> str:
+        """Signal the process (if asked), wait for it to exit, and return its whole log."""
+        if stop_signal is not None:
+            self.process.send_signal(stop_signal)
+        self.process.wait(timeout=60)
+        self._reader.join(timeout=10)
+        return "".join(self._lines)
 
 
 @pytest.fixture
@@ -162,11 +190,11 @@ def test_verification_ran_every_test_against_the_servers(generated: BrokerProjec
 
 def test_events_out_commands_in_and_poison_dead_lettered(deployment: Deployment) -> None:
     bare = deployment.bare
-    with deployment.serving() as (process, base):
-        wait_for_status(process, f"{base}/health/ready")
+    with deployment.serving() as service:
+        service.ready()
         bare.watch_events()
         for number in range(3):
-            assert post_json(f"{base}/items", {"name": f"lamp {number}", "price_cents": 100 + number}) == 201
+            assert post_json(f"{service.base}/items", {"name": f"lamp {number}", "price_cents": 100 + number}) == 201
         bare.send(command({"name": "chair", "price_cents": 4500}))
         events = eventually(bare.events, lambda found: len(found) >= 4)
         assert [event["type"] for event, _ in events] == ["items.created"] * 4
@@ -174,7 +202,7 @@ def test_events_out_commands_in_and_poison_dead_lettered(deployment: Deployment)
         for event, headers in events:
             assert {"specversion", "id", "source", "type", "time", "datacontenttype", "data"} <= set(event)
             assert "traceparent" in headers
-        assert get_json(f"{base}/items?limit=10")[1]["total"] == 4, "the command created an item"
+        assert get_json(f"{service.base}/items?limit=10")[1]["total"] == 4, "the command created an item"
 
         bare.send(b"\x00 not a CloudEvent")
         dead = eventually(bare.dead_letters, lambda found: len(found) >= 1)
@@ -188,18 +216,17 @@ def test_a_command_that_fails_every_time_is_dead_lettered_after_max_deliveries(d
     proxy.open()
     through_proxy = deployment.env[f"{PREFIX}_DATABASE_URL"].replace(f":{POSTGRES_PORT}/", f":{proxy.port}/")
     try:
-        with deployment.serving(**{f"{PREFIX}_DATABASE_URL": through_proxy}) as (process, base):
-            wait_for_status(process, f"{base}/health/ready")
+        with deployment.serving(**{f"{PREFIX}_DATABASE_URL": through_proxy}) as service:
+            service.ready()
             proxy.close()
             deployment.bare.send(command({"name": "doomed", "price_cents": 1}))
             dead = eventually(deployment.bare.dead_letters, lambda found: len(found) >= 1)
             time.sleep(1)
             dead += deployment.bare.dead_letters()
             proxy.open()
-            wait_for_status(process, f"{base}/health/ready", timeout=EVENTUALLY)
-            assert get_json(f"{base}/items")[1]["total"] == 0
-            process.send_signal(signal.SIGTERM)
-            output, _ = process.communicate(timeout=60)
+            wait_for_status(service.process, f"{service.base}/health/ready", timeout=EVENTUALLY)
+            assert get_json(f"{service.base}/items")[1]["total"] == 0
+            output = service.stopped(signal.SIGTERM)
     finally:
         proxy.close()
     assert len(dead) == 1, dead
@@ -212,8 +239,8 @@ def test_a_command_that_fails_every_time_is_dead_lettered_after_max_deliveries(d
 def test_sigkill_during_a_burst_of_creates_loses_no_acknowledged_event(deployment: Deployment) -> None:
     bare = deployment.bare
     acknowledged: list[str] = []
-    with deployment.serving() as (process, base):
-        wait_for_status(process, f"{base}/health/ready")
+    with deployment.serving() as service:
+        service.ready()
         bare.watch_events()
         stop = threading.Event()
 
@@ -223,7 +250,7 @@ def test_sigkill_during_a_burst_of_creates_loses_no_acknowledged_event(deploymen
                     return
                 name = f"item {worker}-{number}"
                 try:
-                    if post_json(f"{base}/items", {"name": name, "price_cents": 1}) == 201:
+                    if post_json(f"{service.base}/items", {"name": name, "price_cents": 1}) == 201:
                         acknowledged.append(name)
                 except OSError:
                     return
@@ -232,14 +259,14 @@ def test_sigkill_during_a_burst_of_creates_loses_no_acknowledged_event(deploymen
         for thread in threads:
             thread.start()
         time.sleep(2)
-        process.kill()  # SIGKILL: no drain, no flush
+        service.process.kill()  # SIGKILL: no drain, no flush
         stop.set()
         for thread in threads:
             thread.join(timeout=10)
     assert len(acknowledged) > 50, "the burst must have run for a while"
 
-    with deployment.serving() as (process, base):  # the restart relays what the outbox kept
-        wait_for_status(process, f"{base}/health/ready")
+    with deployment.serving() as service:  # the restart relays what the outbox kept
+        service.ready()
         events = eventually(
             bare.events, lambda found: set(acknowledged) <= {event["data"]["name"] for event, _ in found}
         )
@@ -261,15 +288,16 @@ def test_a_broker_outage_shows_in_readiness_and_publishing_resumes_without_a_res
     proxy.open()
     through_proxy = url_of(bare.broker, "127.0.0.1", proxy.port)
     try:
-        with deployment.serving(**{f"{PREFIX}_BROKER_URL": through_proxy}) as (process, base):
-            wait_for_status(process, f"{base}/health/ready")
+        with deployment.serving(**{f"{PREFIX}_BROKER_URL": through_proxy}) as service:
+            service.ready()
             bare.watch_events()
+            ready = f"{service.base}/health/ready"
             proxy.close()
-            seconds_down = wait_for_status(process, f"{base}/health/ready", 503, timeout=EVENTUALLY)
-            assert get_json(f"{base}/health/ready")[1]["checks"]["broker.connection"]["status"] == "DOWN"
-            assert post_json(f"{base}/items", {"name": "during the outage", "price_cents": 1}) == 201
+            seconds_down = wait_for_status(service.process, ready, 503, timeout=EVENTUALLY)
+            assert get_json(ready)[1]["checks"]["broker.connection"]["status"] == "DOWN"
+            assert post_json(f"{service.base}/items", {"name": "during the outage", "price_cents": 1}) == 201
             proxy.open()
-            seconds_up = wait_for_status(process, f"{base}/health/ready", 200, timeout=EVENTUALLY)
+            seconds_up = wait_for_status(service.process, ready, 200, timeout=EVENTUALLY)
             events = eventually(bare.events, lambda found: len(found) >= 1)
             assert [event["data"]["name"] for event, _ in events] == ["during the outage"]
     finally:
@@ -282,29 +310,25 @@ def test_sigterm_while_a_worker_handles_commands_acknowledges_each_once(deployme
     bare = deployment.bare
     commands = 2000
     api_only = {f"{PREFIX}_BROKER_CONSUME": "false"}
-    with deployment.serving(**api_only) as (api, api_base):  # declares the queues and streams
-        wait_for_status(api, f"{api_base}/health/ready")
+    with deployment.serving(**api_only) as api:  # declares the queues and streams
+        api.ready()
         bare.send(*(command({"name": f"command {number}", "price_cents": number}) for number in range(commands)))
     outputs = []
-    with deployment.serving("worker") as (process, base):
-        wait_for_status(process, f"{base}/health/ready")
-        assert get_json(f"{base}/items")[0] == 404, "a worker serves no API"
+    with deployment.serving("worker") as worker:
+        worker.ready()
+        assert get_json(f"{worker.base}/items")[0] == 404, "a worker serves no API"
         time.sleep(0.2)
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-        outputs.append(output)
-        assert process.returncode == 0, output[-3000:]
-    with deployment.serving("worker") as (process, base):  # another replica takes what was left
-        wait_for_status(process, f"{base}/health/ready")
-        with deployment.serving(**api_only) as (api, api_base):
-            wait_for_status(api, f"{api_base}/health/ready")
+        outputs.append(worker.stopped(signal.SIGTERM))
+        assert worker.process.returncode == 0, outputs[0][-3000:]
+    with deployment.serving("worker") as worker:  # another replica takes what was left
+        worker.ready()
+        with deployment.serving(**api_only) as api:
+            api.ready()
             eventually(
-                lambda: [get_json(f"{api_base}/items?limit=1")[1]["total"]], lambda totals: totals[-1] >= commands
+                lambda: [get_json(f"{api.base}/items?limit=1")[1]["total"]], lambda totals: totals[-1] >= commands
             )
-            total = get_json(f"{api_base}/items?limit=1")[1]["total"]
-        process.send_signal(signal.SIGTERM)
-        output, _ = process.communicate(timeout=60)
-        outputs.append(output)
+            total = get_json(f"{api.base}/items?limit=1")[1]["total"]
+        outputs.append(worker.stopped(signal.SIGTERM))
     handled = [
         json.loads(line) for output in outputs for line in output.splitlines() if '"message handled"' in line
     ]
