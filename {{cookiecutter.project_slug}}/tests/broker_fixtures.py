@@ -16,7 +16,11 @@ from prometheus_client import CollectorRegistry
 from {{ cookiecutter.package_name }}.chassis.broker import Broker
 from {{ cookiecutter.package_name }}.chassis.message_metrics import MessageMetrics
 from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, BrokerSettings, TracingSettings
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+    BrokerSettings,
+    TracingSettings,
+)
 
 from .backing_servers import NEEDS_SERVER, server_url
 from .broker_probe import BrokerProbe

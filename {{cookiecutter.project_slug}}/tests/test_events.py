@@ -8,9 +8,21 @@ import pytest
 from opentelemetry import context as otel_context
 from opentelemetry import trace
 
-from {{ cookiecutter.package_name }}.chassis.events import InvalidEventError, context_headers, parse_event
-from {{ cookiecutter.package_name }}.chassis.logging import RequestFields, bind_request_fields
-from {{ cookiecutter.package_name }}.events import ITEM_DELETED, PUBLISHED_EVENTS, SOURCE, item_deleted
+from {{ cookiecutter.package_name }}.chassis.events import (
+    InvalidEventError,
+    context_headers,
+    parse_event,
+)
+from {{ cookiecutter.package_name }}.chassis.logging import (
+    RequestFields,
+    bind_request_fields,
+)
+from {{ cookiecutter.package_name }}.events import (
+    ITEM_DELETED,
+    PUBLISHED_EVENTS,
+    SOURCE,
+    item_deleted,
+)
 
 TRACE_ID = 0x4BF92F3577B34DA6A3CE929D0E0E4736
 SPAN_ID = 0x00F067AA0BA902B7

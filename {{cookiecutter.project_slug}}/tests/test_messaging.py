@@ -18,16 +18,29 @@ from quart import Quart
 
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.broker import Broker
-from {{ cookiecutter.package_name }}.chassis.consumers import Consumer, ConsumerRunner, RetryPolicy
+from {{ cookiecutter.package_name }}.chassis.consumers import (
+    Consumer,
+    ConsumerRunner,
+    RetryPolicy,
+)
 from {{ cookiecutter.package_name }}.chassis.events import CloudEvent
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.message_metrics import MessageMetrics
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
 {%- if cookiecutter.database == "postgresql" %}
-from {{ cookiecutter.package_name }}.settings import BrokerSettings, DatabaseSettings, Settings, TracingSettings
+from {{ cookiecutter.package_name }}.settings import (
+    BrokerSettings,
+    DatabaseSettings,
+    Settings,
+    TracingSettings,
+)
 {%- else %}
-from {{ cookiecutter.package_name }}.settings import BrokerSettings, Settings, TracingSettings
+from {{ cookiecutter.package_name }}.settings import (
+    BrokerSettings,
+    Settings,
+    TracingSettings,
+)
 {%- endif %}
 
 from .broker_probe import BrokerProbe

@@ -16,7 +16,11 @@ from sqlalchemy import func, select
 
 from {{ cookiecutter.package_name }}.chassis.database import Database
 from {{ cookiecutter.package_name }}.chassis.events import CloudEvent
-from {{ cookiecutter.package_name }}.chassis.outbox import Outbox, OutboxMetrics, OutboxRelay
+from {{ cookiecutter.package_name }}.chassis.outbox import (
+    Outbox,
+    OutboxMetrics,
+    OutboxRelay,
+)
 from {{ cookiecutter.package_name }}.models import OutboxRow
 from {{ cookiecutter.package_name }}.services.items import ItemNameTakenError, NewItem
 from {{ cookiecutter.package_name }}.services.outbox_items import OutboxItemRepository

@@ -1,8 +1,8 @@
 """The events this service publishes, declared once: their CloudEvents ``type`` and ``data``.
 
-``python -m {{ cookiecutter.package_name }} asyncapi`` documents them from here.  To publish
-a new event, declare it below, list it in ``PUBLISHED_EVENTS`` and write it where the change
-happens: in the change's transaction, through the outbox, when the service has a database.
+The ``asyncapi`` command documents them from here.  To publish a new event, declare it
+below, list it in ``PUBLISHED_EVENTS`` and write it where the change happens: in the
+change's transaction, through the outbox, when the service has a database.
 """
 
 from __future__ import annotations

@@ -88,7 +88,11 @@ class BrokerUnavailableError(ResourceUnavailableError):
 
 
 class Broker(Resource):
-    def __init__(self, settings: BrokerSettings, *, metrics: MessageMetrics, tracing: Tracing) -> None:
+    def __init__(
+        self, settings: BrokerSettings, *, metrics: MessageMetrics, tracing: Tracing, critical: bool = True
+    ) -> None:
+        # Whether readiness fails without the broker: not when events wait in an outbox meanwhile.
+        self._critical = critical
         self._settings = settings
         self._metrics = metrics
         self._tracing = tracing
@@ -163,7 +167,7 @@ class Broker(Resource):
             await self._connection.close()  # sends what is buffered (acknowledgements) first
 
     def health_checks(self) -> list[ResourceCheck]:
-        return [ResourceCheck("connection", self.check_connection)]
+        return [ResourceCheck("connection", self.check_connection, critical=self._critical)]
 
     async def check_connection(self) -> None:
         if self._connection is None or not self._connection.is_connected:

@@ -53,7 +53,9 @@ class Messaging:
         self._tracing = tracing
         self._metrics = MessageMetrics(registry)
         self._outbox = Outbox()
-        self.broker = Broker(settings, metrics=self._metrics, tracing=tracing)
+        # Without the broker, changes still commit (their events wait in the outbox): the
+        # service stays ready, and readiness shows the broker's check failing.
+        self.broker = Broker(settings, metrics=self._metrics, tracing=tracing, critical=False)
 
     def published(self, items: ItemRepository) -> ItemRepository:
         """``items``, each change writing its event to the outbox in the change's transaction."""

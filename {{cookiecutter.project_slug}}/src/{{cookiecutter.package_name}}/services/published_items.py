@@ -2,9 +2,10 @@
 
 Without a database there is no transaction to write an event in, so the event is
 published after the change, and the request waits for the broker's confirm: a client
-that got its answer knows the event was published.  The window that remains: if the
-process dies between the change and the confirm, or the broker cannot be reached, the
-change is kept (in this process) and its event is lost; the client then gets a 503.
+that got its answer knows the event was published.  The window that remains: when the
+broker cannot be reached or does not confirm, the change is kept and its event is lost
+(the client gets a 503); when the process dies between the change and the confirm, the
+event is lost (and so is the change here, kept in this process's memory).
 With ``database = postgresql`` the template writes events through an outbox instead,
 which closes this window.
 """
