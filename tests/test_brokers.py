@@ -12,14 +12,19 @@ namespace of the test's own, checks what reaches the broker:
 - the broker going away (a TCP proxy cut): readiness shows it (the service stays ready),
   requests still commit, and their events are published when it is back, without a restart;
 - SIGTERM to a worker while it handles commands: each handled and acknowledged once.
+
+The messages benchmark (``make bench`` runs it with a broker) runs too, in its shortest form:
+its figures must print and parse (their values are not judged), and it leaves nothing behind.
 """
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import contextlib
 import dataclasses
 import json
+import re
 import signal
 import subprocess
 import threading
@@ -30,6 +35,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import aio_pika
+import nats
 import pytest
 
 from brokers import BareBroker, command, server_of, url_of
@@ -350,3 +357,84 @@ def test_sigterm_while_a_worker_handles_commands_acknowledges_each_once(deployme
     print(f"\n[figures] {bare.broker}: SIGTERM to a worker: it handled {first} of {commands} commands before "
           f"it stopped, the next worker the rest; each once")
     assert 0 < first < commands, "the stop came while commands were being handled"
+
+
+# The messages benchmark, in its shortest form.
+
+ROW = re.compile(r"^\s*1\s+(bare|chassis)\s+([\d,]+)\s+([\d.]+)\s+([\d.]+)\s+(\d+)$")
+SUMMARY = re.compile(
+    r"^messages: chassis ([\d,]+)/s vs bare ([\d,]+)/s \((\d+\.\d\d)\); "
+    r"p99 handling ([\d.]+) ms vs ([\d.]+) ms; CPU (\d+) us vs (\d+) us per message$"
+)
+NAMESPACE = re.compile(r" in (bench-[0-9a-f]{12}): ")
+
+
+def leftovers(broker: str, namespace: str) -> list[str]:
+    """What of ``namespace`` is still on the broker: its queues and exchanges, or its streams."""
+
+    async def rabbitmq() -> list[str]:
+        left = []
+        async with await aio_pika.connect(url_of(broker, *server_of(broker))) as connection:
+            for kind, name in [("queue", f"{namespace}.commands"), ("queue", f"{namespace}.commands.dlq"),
+                               ("queue", f"{namespace}.bare"), ("exchange", f"{namespace}.events"),
+                               ("exchange", f"{namespace}.bare")]:
+                channel = await connection.channel()  # closed by the broker when the name is missing
+                with contextlib.suppress(aio_pika.exceptions.ChannelNotFoundEntity):
+                    if kind == "queue":
+                        await channel.declare_queue(name, passive=True)
+                    else:
+                        await channel.declare_exchange(name, passive=True)
+                    left.append(f"{kind} {name}")
+        return left
+
+    async def jetstream() -> list[str]:
+        connection = await nats.connect(url_of(broker, *server_of(broker)))
+        try:
+            streams = await connection.jetstream().streams_info()
+        finally:
+            await connection.close()
+        return [info.config.name for info in streams if info.config.name.startswith(namespace)]
+
+    return asyncio.run(rabbitmq() if broker == "rabbitmq" else jetstream())
+
+
+def test_messages_bench_prints_figures_and_leaves_nothing(generated: BrokerProject) -> None:
+    broker, project, python = generated.broker, generated.project, generated.python
+    result = subprocess.run(
+        [python, "scripts/bench_messages.py", "--broker-url", url_of(broker, *server_of(broker)), "--rounds", "1",
+         "--messages", "200"],
+        cwd=project, capture_output=True, text=True, env=clean_env(), timeout=300, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = result.stdout.splitlines()
+    rows = [match.groups() for line in lines if (match := ROW.match(line))]
+    assert [row[0] for row in rows] == ["bare", "chassis"], result.stdout
+    for _, rate, p50, p99, cpu in rows:
+        assert float(rate.replace(",", "")) > 0 and int(cpu) > 0, result.stdout
+        assert 0 < float(p50) <= float(p99), result.stdout
+    summaries = [match.groups() for line in lines if (match := SUMMARY.match(line))]
+    assert len(summaries) == 1, result.stdout
+    chassis_rate, bare_rate, ratio, *_ = summaries[0]
+    assert float(ratio) == pytest.approx(int(chassis_rate.replace(",", "")) / int(bare_rate.replace(",", "")),
+                                         abs=0.01)
+    assert re.search(r"the chassis keeps \d+% of the bare throughput: (within|OVER) its budget", result.stdout)
+    assert "could not delete" not in result.stderr, result.stderr
+
+    namespace = NAMESPACE.search(lines[0])
+    assert namespace is not None, lines[0]
+    assert leftovers(broker, namespace.group(1)) == []
+
+
+def test_make_bench_runs_the_messages_bench_with_its_own_flags(generated: BrokerProject) -> None:
+    """After the HTTP load test, whose ARGS stay its own; dry run: the real one needs wrk and a reachable broker."""
+    project = generated.project
+    result = subprocess.run(
+        ["make", "--dry-run", "bench", "ARGS=--duration 1 --connections 4", "MESSAGES_ARGS=--rounds 1 --messages 200"],
+        cwd=project, capture_output=True, text=True, env=clean_env(), timeout=60, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    commands = [line for line in result.stdout.splitlines() if "scripts/bench" in line]
+    assert commands == [
+        ".venv/bin/python scripts/bench.py --duration 1 --connections 4",
+        ".venv/bin/python scripts/bench_messages.py --rounds 1 --messages 200",
+    ]

@@ -37,7 +37,7 @@ from pydantic import BaseModel, ValidationError
 
 from .events import REQUEST_ID_HEADER, CloudEvent, InvalidEventError, parse_event
 from .lifecycle import Resource
-from .logging import RequestFields, bind_request_fields, get_logger
+from .logging import RequestFields, bind_request_fields, frequent_line, get_logger
 from .message_metrics import UNKNOWN, MessageMetrics
 from .tracing import Tracing
 
@@ -144,6 +144,8 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
         self._in_flight = 0
         self._idle = asyncio.Event()
         self._idle.set()
+        # One line per message: written as the access lines are, not through structlog's chain.
+        self._handled_line = frequent_line("message handled", __name__)
 
     async def start(self) -> None:
         await self._source.consume(self.handle)
@@ -162,7 +164,8 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
     async def handle(self, delivery: Delivery) -> None:
         """Handle one delivery and settle it: acknowledged, retried or dead-lettered."""
         self._in_flight += 1
-        self._idle.clear()
+        if self._in_flight == 1:
+            self._idle.clear()
         started = time.perf_counter()
         span = self._tracing.start_span("process", trace.SpanKind.CONSUMER, parent=delivery.headers)
         context = trace.set_span_in_context(span)
@@ -185,14 +188,14 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
             span.end()
             seconds = time.perf_counter() - started
             self._metrics.consumed_message(consumer_name, outcome, seconds)
-            log.info(
-                "message handled",
-                consumer=consumer_name,
-                outcome=outcome,
-                deliveries=delivery.deliveries,
-                duration_ms=round(seconds * 1000, 2),
-                **fields,
-            )
+            if self._handled_line is not None:
+                self._handled_line(
+                    consumer=consumer_name,
+                    outcome=outcome,
+                    deliveries=delivery.deliveries,
+                    duration_ms=round(seconds * 1000, 2),
+                    **fields,
+                )
             self._in_flight -= 1
             if not self._in_flight:
                 self._idle.set()

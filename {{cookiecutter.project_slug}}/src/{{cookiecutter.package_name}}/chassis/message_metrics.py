@@ -6,6 +6,8 @@ of a type no consumer handles is counted under ``<unknown>``.
 
 from __future__ import annotations
 
+from typing import Any
+
 from prometheus_client import CollectorRegistry, Counter, Histogram
 
 UNKNOWN = "<unknown>"
@@ -38,9 +40,20 @@ class MessageMetrics:
             registry=registry,
         )
 
+        # ``labels()`` is slow; the label values are bounded, so keep each child once found.
+        self._children: dict[tuple[object, ...], Any] = {}
+
     def published_event(self, event: str, *, confirmed: bool) -> None:
-        self.published.labels(event, "confirmed" if confirmed else "failed").inc()
+        outcome = "confirmed" if confirmed else "failed"
+        self._child(self.published, event, outcome).inc()
 
     def consumed_message(self, consumer: str, outcome: str, seconds: float) -> None:
-        self.consumed.labels(consumer, outcome).inc()
-        self.handling.labels(consumer).observe(seconds)
+        self._child(self.consumed, consumer, outcome).inc()
+        self._child(self.handling, consumer).observe(seconds)
+
+    def _child(self, metric: Counter | Histogram, *labels: str) -> Any:
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child

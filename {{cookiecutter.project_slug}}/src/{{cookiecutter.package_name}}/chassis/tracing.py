@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,8 @@ if TYPE_CHECKING:
     from opentelemetry.sdk.trace import TracerProvider
 
 _PROPAGATOR = TraceContextTextMapPropagator()
+# A W3C traceparent of version 00: trace id, parent span id, flags.
+_TRACEPARENT = re.compile(r"00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 _ROOT_CONTEXT = otel_context.Context()
 
 
@@ -56,10 +59,29 @@ class ServerSpan:
 
 
 def headers_of(span: trace.Span) -> dict[str, str]:
-    """The W3C headers that make the receiver's spans children of ``span``."""
-    headers: dict[str, str] = {}
-    _PROPAGATOR.inject(headers, context=trace.set_span_in_context(span))
+    """The W3C headers that make the receiver's spans children of ``span`` (what the propagator writes)."""
+    context = span.get_span_context()
+    if not context.is_valid:
+        return {}
+    headers = {"traceparent": f"00-{context.trace_id:032x}-{context.span_id:016x}-{context.trace_flags:02x}"}
+    if context.trace_state:
+        headers["tracestate"] = context.trace_state.to_header()
     return headers
+
+
+def remote_parent(headers: Mapping[str, str]) -> trace.SpanContext:
+    """The span context the W3C headers carry (invalid if none); a fast path for version 00 alone."""
+    traceparent = headers.get("traceparent")
+    if traceparent is None:
+        return trace.INVALID_SPAN_CONTEXT
+    match = _TRACEPARENT.fullmatch(traceparent)
+    if match is None or "tracestate" in headers:  # the propagator handles the rest
+        return trace.get_current_span(_PROPAGATOR.extract(dict(headers))).get_span_context()
+    trace_id, span_id = int(match[1], 16), int(match[2], 16)
+    if not trace_id or not span_id:
+        return trace.INVALID_SPAN_CONTEXT
+    flags = trace.TraceFlags(int(match[3], 16))
+    return trace.SpanContext(trace_id, span_id, is_remote=True, trace_flags=flags)
 
 
 class ClientSpan:
@@ -146,9 +168,11 @@ class Tracing(Resource):
         It is a child of the trace context in the ``parent`` headers when given, else of the
         current span.  Without an exporter it records nothing but still has ids of its own.
         """
-        context = None if parent is None else _PROPAGATOR.extract(dict(parent))
         if self._tracer is None:
-            return trace.NonRecordingSpan(_child_of(trace.get_current_span(context).get_span_context()))
+            if parent is None:
+                return trace.NonRecordingSpan(_child_of(trace.get_current_span().get_span_context()))
+            return trace.NonRecordingSpan(_child_of(remote_parent(parent)))
+        context = None if parent is None else _PROPAGATOR.extract(dict(parent))
         return self._tracer.start_span(name, context=context, kind=kind)
 
     async def stop(self) -> None:
