@@ -204,6 +204,14 @@ def test_verification_ran_every_test_against_the_servers(generated: BrokerProjec
     print(f"\n[figures] {generated.broker}: {summary.removeprefix('[pychassis] ')}")
 
 
+def test_the_unchosen_cache_leaves_no_trace(generated: BrokerProject) -> None:
+    project = generated.project
+    for path in project.rglob("*"):
+        if path.is_file() and not {".venv", ".git"} & set(path.parts) and path.suffix != ".lock":
+            text = path.read_text(encoding="utf-8", errors="replace")
+            assert not re.search(r"redis", text, re.IGNORECASE), f"{path.relative_to(project)} mentions redis"
+
+
 def test_events_out_commands_in_and_poison_dead_lettered(deployment: Deployment) -> None:
     bare = deployment.bare
     with deployment.serving() as service:

@@ -121,14 +121,16 @@ from prometheus_client import CollectorRegistry
 from {package}.app import create_app
 from {package}.chassis.lifecycle import Lifecycle
 from {package}.chassis.parts import part_of
+from {package}.chassis.tracing import Tracing
 from {package}.services import Services, build_services
 from {package}.services.items import InMemoryItemRepository
 from {package}.services.search import Search
-from {package}.settings import Settings
+from {package}.settings import Settings, TracingSettings
 
 
 def test_the_services_have_the_search() -> None:
-    services = build_services(Settings(), registry=CollectorRegistry())
+    tracing = Tracing(TracingSettings(), service="test", version="0")
+    services = build_services(Settings(), registry=CollectorRegistry(), tracing=tracing)
     assert isinstance(services.backing["search"], Search)
 
 
