@@ -15,13 +15,16 @@ from typing import ClassVar
 
 import pytest
 import structlog
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from quart import Quart
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.logging import Throttled, configure_logging
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
+from {{ cookiecutter.package_name }}.chassis.tracing import remote_parent
 from {{ cookiecutter.package_name }}.settings import (
     LoggingSettings,
     MetricsSettings,
@@ -345,3 +348,23 @@ def test_a_recurring_failure_is_logged_once_per_interval_with_a_count() -> None:
         ("cache call failed", {"operation": "set"}),
         ("cache call failed", {"operation": "get", "repeated": 49}),
     ]
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        {},
+        {"traceparent": TRACEPARENT},
+        {"traceparent": TRACEPARENT.upper()},
+        {"traceparent": "01" + TRACEPARENT[2:]},
+        {"traceparent": f"00-{'0' * 32}-{PARENT_SPAN_ID}-01"},
+        {"traceparent": f"00-{TRACE_ID}-{'0' * 16}-01"},
+        {"traceparent": TRACEPARENT[:-1]},
+        {"traceparent": TRACEPARENT, "tracestate": "vendor=1"},
+        {"traceparent": "garbage"},
+    ],
+)
+def test_the_fast_traceparent_parser_agrees_with_opentelemetrys(headers: dict[str, str]) -> None:
+    """Messages' trace context is read without the propagator when it can be; the result is the same."""
+    expected = trace.get_current_span(TraceContextTextMapPropagator().extract(headers)).get_span_context()
+    assert remote_parent(headers) == expected
