@@ -133,6 +133,8 @@ BROKER_PROBES = {
     "nats": "tests/broker_probe_nats.py",
 }
 BROKER_PROBE = "tests/broker_probe.py"
+# Tests of what only one broker does.
+BROKER_ONLY_TESTS = {"nats": "tests/test_nats.py"}
 # With a database, events leave through the transactional outbox; without one, straight after the change.
 OUTBOX_FILES = [
     "src/{package}/chassis/inbox.py",
@@ -509,6 +511,7 @@ def prune(project: Path) -> None:
         unwanted += BACKING_SERVICE_FILES
     unwanted += [path for broker, path in BROKER_MODULES.items() if broker != BROKER]
     unwanted += [path for broker, path in BROKER_PROBES.items() if broker != BROKER]
+    unwanted += [path for broker, path in BROKER_ONLY_TESTS.items() if broker != BROKER]
     if BROKER == "none":
         unwanted += BROKER_FILES + OUTBOX_FILES + DIRECT_PUBLISHING_FILES
     else:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, TypeVar, cast
 from urllib.parse import urlsplit
@@ -60,9 +61,10 @@ RECONNECT_INTERVAL = 1
 # Seconds between pings, and pings left unanswered before the connection counts as dead.
 PING_INTERVAL = 10
 MAX_OUTSTANDING_PINGS = 3
-# Seconds a delivered command may go unacknowledged before it is delivered again; a handler
-# that runs longer tells the server it is still working on it, every third of it.
+# Seconds a delivered command may go unacknowledged before it is delivered again; for a
+# handler that runs longer the server is told it is still being handled, every third of it.
 ACK_WAIT = 30.0
+KEEP_ALIVE_INTERVAL = ACK_WAIT / 3
 # Seconds each pull waits for commands: ``stop_consuming`` returns within about this long.
 FETCH_WAIT = 1.0
 # Commands delivered and unacknowledged at once, all replicas together (each takes at most
@@ -111,6 +113,11 @@ class Broker(Resource):
         self._declaring: asyncio.Task[None] | None = None
         self._fetching: asyncio.Task[None] | None = None
         self._handling: set[asyncio.Task[None]] = set()
+        # Pull again once half the slots are free, as nats.go's Consume refills: fewer, larger pulls.
+        self._refill_at = max(settings.prefetch // 2, 1)
+        # The commands being handled, for one task to keep them alive (not one task each: cheaper).
+        self._unsettled: set[_NatsDelivery] = set()
+        self._keeping_alive: asyncio.Task[None] | None = None
         self._stop_fetching = asyncio.Event()
         # Set when fetching may go on: a handler finished (a slot is free), or stop was asked.
         self._wake = asyncio.Event()
@@ -161,8 +168,9 @@ class Broker(Resource):
     async def stop(self) -> None:
         self._closing = True
         await self.stop_consuming()
-        if self._declaring is not None:
-            self._declaring.cancel()
+        for task in (self._declaring, self._keeping_alive):
+            if task is not None:
+                task.cancel()
         if self._connection is not None:
             await self._connection.close()  # sends what is buffered (acknowledgements) first
 
@@ -178,7 +186,8 @@ class Broker(Resource):
         span = self._tracing.start_span(f"send {event.type}", trace.SpanKind.PRODUCER, parent=event.headers)
         try:
             # While reconnecting nats-py would buffer the message: fail now instead.
-            await self.check_connection()
+            if not _started(self._connection).is_connected:
+                raise BrokerUnavailableError("not connected to NATS")
             headers = {
                 **event.headers,
                 **headers_of(span),
@@ -208,6 +217,8 @@ class Broker(Resource):
         )
         self._stop_fetching.clear()
         self._fetching = asyncio.create_task(self._fetch(subscription, handle), name="fetch commands")
+        if self._keeping_alive is None:
+            self._keeping_alive = asyncio.create_task(self._keep_alive(), name="commands in progress")
 
     async def stop_consuming(self) -> None:
         """Stop fetching; returns once the last pull has ended (the handlers of what it brought run on)."""
@@ -238,7 +249,7 @@ class Broker(Resource):
     async def _fetch(
         self, subscription: JetStreamContext.PullSubscription, handle: Callable[[Delivery], Awaitable[None]]
     ) -> None:
-        """Pull commands, at most as many as there are free slots, and handle each in a task of its own.
+        """Pull commands into the free slots, once half of them are free; handle each in a task of its own.
 
         Never cancelled: a pull cut short could leave commands it brought unhandled.
         """
@@ -246,7 +257,7 @@ class Broker(Resource):
         while not self._stop_fetching.is_set():
             self._wake.clear()
             free = self._settings.prefetch - len(self._handling)
-            if free <= 0:
+            if free < self._refill_at:
                 await self._wake.wait()
                 continue
             if not _started(self._connection).is_connected:  # a pull now would be buffered
@@ -271,17 +282,27 @@ class Broker(Resource):
 
     async def _handle(self, message: Msg, handle: Callable[[Delivery], Awaitable[None]]) -> None:
         delivery = _NatsDelivery(message, self)
-        keep_alive = asyncio.create_task(delivery.keep_alive(), name="command in progress")
+        self._unsettled.add(delivery)
         try:
             await handle(delivery)
         except Exception:
             log.exception("handling a command failed", subject=message.subject)
         finally:
-            keep_alive.cancel()
+            self._unsettled.discard(delivery)
+
+    async def _keep_alive(self) -> None:
+        """Tell the server which commands are still being handled, so it does not deliver them again."""
+        while True:
+            await asyncio.sleep(KEEP_ALIVE_INTERVAL)
+            # Those received since the last round have time enough until the next one.
+            due = time.monotonic() - KEEP_ALIVE_INTERVAL
+            for delivery in [delivery for delivery in self._unsettled if delivery.received <= due]:
+                await delivery.keep_alive()
 
     def _handled(self, task: asyncio.Task[None]) -> None:
         self._handling.discard(task)
-        self._wake.set()  # a slot is free
+        if self._settings.prefetch - len(self._handling) >= self._refill_at:
+            self._wake.set()  # enough slots are free
 
     async def _declare(self) -> None:
         """Declare the streams and the consumer, retrying with backoff while JetStream is not ready."""
@@ -383,8 +404,9 @@ class _NatsDelivery:
         self._message = message
         self._broker = broker
         self._settled = False
+        self.received = time.monotonic()
         self.body = message.data
-        self.headers: Mapping[str, str] = dict(message.headers or {})
+        self.headers: Mapping[str, str] = message.headers or {}
         # Counted by the consumer, including deliveries whose handler died or was too slow.
         self.deliveries = message.metadata.num_delivered
 
@@ -403,11 +425,8 @@ class _NatsDelivery:
         await self._message.term()  # removes it from the work queue, never delivered again
 
     async def keep_alive(self) -> None:
-        """Until it is settled, tell the server the command is still being handled (no redelivery)."""
-        while True:
-            await asyncio.sleep(ACK_WAIT / 3)
-            if self._settled:
-                return
+        """Unless it is settled, tell the server the command is still being handled (no redelivery yet)."""
+        if not self._settled:
             with contextlib.suppress(Exception):  # the connection is gone: it is delivered again anyway
                 await self._message.in_progress()
 

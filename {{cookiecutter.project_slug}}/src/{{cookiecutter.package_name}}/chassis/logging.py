@@ -45,6 +45,8 @@ class RequestFields:
 
 
 _DETAIL_LINE = re.compile(r"\n\s*DETAIL:[^\n]*")
+# Made once: json.dumps with any option makes an encoder on each call.
+_encode_fields = json.JSONEncoder(ensure_ascii=False).encode
 # Seconds between two lines about one recurring failure (see Throttled).
 THROTTLE_INTERVAL = 60.0
 
@@ -295,7 +297,7 @@ class _EventLineWriter(_AccessLineWriter):
     def __call__(self, **fields: str | int | float | None) -> None:
         ids = _request_fields.get()
         if self._json:
-            text = json.dumps(fields, ensure_ascii=False)[1:-1]
+            text = _encode_fields(fields)[1:-1]
             ids_text = ""
             if ids is not None:  # the trace id is hex; the request id may be a client's text
                 ids_text = f', "request_id": {_quote(ids.request_id)}, "trace_id": "{ids.trace_id}"'
