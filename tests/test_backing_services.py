@@ -141,16 +141,19 @@ def post_json(url: str, body: str) -> int:
 
 @pytest.mark.parametrize("variant", ["both"], indirect=True)
 def test_the_service_keeps_items_across_restarts_and_follows_the_database(
-    variant: Variant, test_database: str
+    variant: Variant, test_database: str, tmp_path: Path
 ) -> None:
+    """The database URL comes from a file, as a Kubernetes Secret mounted with the chart's secretFiles."""
     project = variant.project
     schema = f"service_{uuid.uuid4().hex[:12]}"
     database = test_database.rsplit("/", 1)[1]
     psql(f"CREATE SCHEMA {schema}", database)
     proxy = TcpProxy(POSTGRES_HOST, POSTGRES_PORT)
     proxy.open()
+    url_file = tmp_path / "database-url"
+    url_file.write_text(test_database.replace(f":{POSTGRES_PORT}/", f":{proxy.port}/") + "\n", encoding="utf-8")
     env = {
-        f"{PREFIX}_DATABASE_URL": test_database.replace(f":{POSTGRES_PORT}/", f":{proxy.port}/"),
+        f"{PREFIX}_DATABASE_URL_FILE": str(url_file),
         f"{PREFIX}_DATABASE_SCHEMA": schema,
         f"{PREFIX}_CACHE_URL": REDIS_URL,
         f"{PREFIX}_CACHE_KEY_PREFIX": schema,
@@ -201,3 +204,20 @@ def test_a_bad_database_url_is_refused_without_echoing_the_password(variant: Var
     assert len(lines) == 1, result.stderr
     assert "database.url" in lines[0]
     assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("variant", ["both"], indirect=True)
+def test_a_missing_secret_file_stops_the_service_naming_the_setting_and_the_file(
+    variant: Variant, tmp_path: Path
+) -> None:
+    missing = tmp_path / "database-url"
+    result = subprocess.run(
+        [python_of(variant.project), "-m", DEFAULT_PACKAGE],
+        cwd=variant.project, env=clean_env(**{f"{PREFIX}_DATABASE_URL_FILE": str(missing)}),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: setting database.url: the file {missing} named by {PREFIX}_DATABASE_URL_FILE cannot be read "
+        "(No such file or directory)"
+    ]

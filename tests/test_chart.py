@@ -90,7 +90,9 @@ def test_lint_is_clean_in_strict_mode(chart: Path) -> None:
 
 
 def test_every_variant_renders_valid_kubernetes_manifests(chart: Path) -> None:
-    assert set(variants(chart)) >= {"default", "hpa", "servicemonitor", "networkpolicy", "ingress", "existingsecret"}
+    assert set(variants(chart)) >= {
+        "default", "hpa", "servicemonitor", "networkpolicy", "ingress", "existingsecret", "secretfiles"
+    }
     for name, values in variants(chart).items():
         for document in manifests(chart, values):
             if document["kind"] in CUSTOM_KINDS:
@@ -199,6 +201,34 @@ def test_the_database_variant_migrates_before_install_and_upgrade(chart: Path) -
     assert pod["restartPolicy"] == "Never"
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert of_kind(manifests(chart), "Job") == [], "migrations are off by default"
+
+
+def test_secret_files_are_mounted_into_every_pod_and_named_by_file_variables(chart: Path) -> None:
+    found = variants(chart)
+    values = found["secretfiles"]
+    if "database" in found:
+        values = {**values, "migrations": {"enabled": True}}
+    if broker_of(chart) != "none":
+        values = {**values, "worker": {"enabled": True}}
+    documents = manifests(chart, values)
+    pods = [document["spec"]["template"]["spec"] for document in of_kind(documents, "Deployment")]
+    pods += [document["spec"]["template"]["spec"] for document in of_kind(documents, "Job")]
+    assert len(pods) == 1 + ("database" in found) + (broker_of(chart) != "none")
+    for pod in pods:
+        container = pod["containers"][0]
+        assert container["env"][:2] == [
+            {"name": "MY_SERVICE_LOGGING_LEVEL_FILE", "value": "/run/secrets/service/log-level"},
+            {"name": "MY_SERVICE_TRACING_OTLP_ENDPOINT_FILE", "value": "/run/secrets/service/otlp-endpoint"},
+        ]
+        mount = {"name": "secret-files", "mountPath": "/run/secrets/service", "readOnly": True}
+        assert mount in container["volumeMounts"]
+        volume = next(volume for volume in pod["volumes"] if volume["name"] == "secret-files")
+        assert volume["secret"] == {
+            "secretName": "my-service-credentials",
+            "items": [{"key": "log-level", "path": "log-level"}, {"key": "otlp-endpoint", "path": "otlp-endpoint"}],
+        }
+    for document in manifests(chart):
+        assert "secret-files" not in yaml.safe_dump(document), "no secret files by default"
 
 
 def test_only_a_project_with_a_broker_has_a_worker(chart: Path) -> None:
@@ -315,6 +345,8 @@ def test_bad_worker_values_are_refused(chart: Path) -> None:
         ({"image": {"pullPolicy": "Sometimes"}}, "pullPolicy"),
         ({"settings": {"shutdown": {"delay": "soon"}}}, "delay"),
         ({"secretEnv": {"NOT A NAME": "x"}}, "NOT A NAME"),
+        ({"secretFiles": {"secretName": "", "variables": {"X": "key"}}}, "secretName"),
+        ({"secretFiles": {"secretName": "s", "variables": {"X": "../key"}}}, "variables/X"),
     ],
 )
 def test_bad_values_are_refused(chart: Path, values: dict[str, Any], complaint: str) -> None:

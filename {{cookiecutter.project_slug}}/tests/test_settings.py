@@ -13,6 +13,7 @@ import yaml
 from {{ cookiecutter.package_name }}.chassis.config import (
     REDACTED,
     SettingsError,
+    check_http_url,
     redact_url,
     section,
     setting,
@@ -156,6 +157,9 @@ def test_dump_round_trips_and_names_sources() -> None:
 @section
 class _DemoSection:
     token: str = setting(default="", help="A secret token.", secret=True)
+    webhook: str = setting(
+        default="https://hooks.example/", help="A secret URL.", secret=True, check=check_http_url
+    )
     enabled: bool = setting(default=False, help="A switch.")
     endpoint: str | None = setting(default=None, help="An optional URL.")
 
@@ -183,6 +187,68 @@ def test_bad_secret_value_is_not_echoed(tmp_path: Path) -> None:
         load_settings(environ={}, config_file=config, root=_DemoSettings)
     assert "12345" not in str(error.value)
     assert REDACTED in str(error.value)
+
+
+def test_a_secret_can_come_from_the_file_its_variable_names(tmp_path: Path) -> None:
+    secret_file = tmp_path / "token"
+    secret_file.write_text("s3cr3t\n", encoding="utf-8")  # as `echo` writes it
+    loaded = load_settings(environ={f"{PREFIX}_DEMO_TOKEN_FILE": str(secret_file)}, root=_DemoSettings)
+    assert isinstance(loaded.settings, _DemoSettings)
+    assert loaded.settings.demo.token == "s3cr3t"
+    assert loaded.sources["demo.token"] == "env_file"
+    assert f"token: '{REDACTED}'  # env_file" in dump_settings(loaded)
+
+
+def test_a_flag_wins_over_a_secret_file(tmp_path: Path) -> None:
+    secret_file = tmp_path / "token"
+    secret_file.write_text("from-file", encoding="utf-8")
+    environ = {f"{PREFIX}_DEMO_TOKEN_FILE": str(secret_file)}
+    loaded = load_settings(cli={"demo_token": "from-flag"}, environ=environ, root=_DemoSettings)
+    assert isinstance(loaded.settings, _DemoSettings)
+    assert loaded.settings.demo.token == "from-flag"
+
+
+def test_a_missing_secret_file_names_the_setting_and_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "absent"
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={f"{PREFIX}_DEMO_TOKEN_FILE": str(missing)}, root=_DemoSettings)
+    message = str(error.value)
+    assert message.startswith("setting demo.token: ")
+    assert str(missing) in message
+    assert f"{PREFIX}_DEMO_TOKEN_FILE" in message
+    assert "No such file or directory" in message
+
+
+def test_a_bad_value_in_a_secret_file_names_the_file_but_never_quotes_it(tmp_path: Path) -> None:
+    secret_file = tmp_path / "webhook"
+    secret_file.write_text("ftp://u:hunter2@files.example/", encoding="utf-8")
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={f"{PREFIX}_DEMO_WEBHOOK_FILE": str(secret_file)}, root=_DemoSettings)
+    message = str(error.value)
+    assert message.startswith(f"invalid setting demo.webhook = {REDACTED} (from file {secret_file}, ")
+    assert "hunter2" not in message
+    assert "files.example" not in message
+
+
+def test_a_directory_named_as_a_secret_file_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(SettingsError, match="cannot be read"):
+        load_settings(environ={f"{PREFIX}_DEMO_TOKEN_FILE": str(tmp_path)}, root=_DemoSettings)
+
+
+def test_a_secret_given_by_its_variable_and_a_file_is_refused(tmp_path: Path) -> None:
+    secret_file = tmp_path / "token"
+    secret_file.write_text("one", encoding="utf-8")
+    environ = {f"{PREFIX}_DEMO_TOKEN": "two", f"{PREFIX}_DEMO_TOKEN_FILE": str(secret_file)}
+    with pytest.raises(SettingsError, match=f"by {PREFIX}_DEMO_TOKEN and by {PREFIX}_DEMO_TOKEN_FILE"):
+        load_settings(environ=environ, root=_DemoSettings)
+
+
+def test_any_setting_can_come_from_a_file(tmp_path: Path) -> None:
+    port_file = tmp_path / "port"
+    port_file.write_text("9001\r\n", encoding="utf-8")  # as an editor on Windows writes it
+    loaded = load_settings(environ={f"{PREFIX}_SERVER_PORT_FILE": str(port_file)})
+    assert loaded.settings.server.port == 9001
+    assert loaded.sources["server.port"] == "env_file"
 
 
 def test_passwords_and_query_values_in_urls_are_redacted() -> None:

@@ -53,6 +53,49 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 {{- add (ceil $delay) (ceil $grace) (ceil $stop) 5 }}
 {{- end }}
 
+{{/* Where secretFiles' Secret is mounted. */}}
+{{- define "service.secretFilesPath" -}}
+/run/secrets/service
+{{- end }}
+
+{{/* env of the service's container: <variable>_FILE for each of secretFiles.variables, then extraEnv. */}}
+{{- define "service.env" -}}
+{{- if or .Values.secretFiles.variables .Values.extraEnv }}
+env:
+  {{- range $variable, $key := .Values.secretFiles.variables }}
+  - name: {{ printf "%s_FILE" $variable }}
+    value: {{ printf "%s/%s" (include "service.secretFilesPath" $) $key | quote }}
+  {{- end }}
+  {{- with .Values.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The volume of secretFiles' Secret, holding the keys its variables name. */}}
+{{- define "service.secretFilesVolume" -}}
+{{- with .Values.secretFiles }}
+{{- if .variables }}
+- name: secret-files
+  secret:
+    secretName: {{ .secretName }}
+    items:
+      {{- range values .variables | uniq | sortAlpha }}
+      - key: {{ . }}
+        path: {{ . }}
+      {{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "service.secretFilesMount" -}}
+{{- if .Values.secretFiles.variables }}
+- name: secret-files
+  mountPath: {{ include "service.secretFilesPath" . }}
+  readOnly: true
+{{- end }}
+{{- end }}
+
 {{/* envFrom of the service's container: existingSecret, then the Secret rendered from secretEnv (named secretName). */}}
 {{- define "service.envFrom" -}}
 {{- $values := .context.Values }}
@@ -130,9 +173,8 @@ containers:
       - name: http
         containerPort: {{ $values.containerPort }}
         protocol: TCP
-    {{- with $values.extraEnv }}
-    env:
-      {{- toYaml . | nindent 6 }}
+    {{- with include "service.env" .context }}
+    {{- . | nindent 4 }}
     {{- end }}
     {{- with include "service.envFrom" (dict "context" .context "secretName" (include "service.fullname" .context)) }}
     {{- . | nindent 4 }}
@@ -163,6 +205,7 @@ containers:
         readOnly: true
       - name: tmp
         mountPath: /tmp
+      {{- include "service.secretFilesMount" .context | nindent 6 }}
 volumes:
   - name: settings
     configMap:
@@ -172,6 +215,7 @@ volumes:
     emptyDir:
       medium: Memory
       sizeLimit: {{ $values.tmpSizeLimit }}
+  {{- include "service.secretFilesVolume" .context | nindent 2 }}
 {{- if $values.topologySpreadConstraints }}
 topologySpreadConstraints:
   {{- range $values.topologySpreadConstraints }}

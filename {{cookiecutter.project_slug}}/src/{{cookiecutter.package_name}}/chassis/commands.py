@@ -79,6 +79,11 @@ class DefaultCommandGroup(CommandGroup):
         ]
         with formatter.section("Settings (settings.yml key: flag, environment variable: type; default)"):
             formatter.write_dl(rows)
+            formatter.write_paragraph()
+            formatter.write_text(
+                "Instead of an environment variable X, X_FILE may name a file that holds the value "
+                "(a secret mounted as a file)."
+            )
         super().format_epilog(ctx, formatter)
 
     def add_commands_from_entry_points(self, group: str) -> None:

@@ -5,6 +5,11 @@ this module turns each declaration into a ``SettingSpec`` (key, flag, environmen
 variable, validation) and resolves every spec from its sources:
 command-line flag > environment variable > settings file > default.
 
+Instead of its environment variable, a setting can be given by ``<ENV_VAR>_FILE`` naming a
+file that holds the value, read at start: the convention of the official container images,
+made for secrets mounted as files (a Kubernetes Secret).  The value is the file's content
+without the line break that ends it; setting both variables is an error.
+
 Errors are ``SettingsError``: one line naming the key and where the bad value came
 from, never repeating a secret.
 """
@@ -38,7 +43,7 @@ import yaml
 REDACTED = "***"
 DEFAULT_CONFIG_FILE = Path("settings.yml")
 
-Source = Literal["default", "file", "env", "cli"]
+Source = Literal["default", "file", "env", "env_file", "cli"]
 RootT = TypeVar("RootT")
 
 _TRUE_WORDS = {"1", "true", "yes", "on"}
@@ -158,6 +163,11 @@ class SettingSpec:
     @property
     def env_var(self) -> str:
         return f"{self.env_prefix}_{self.param_name}".upper()
+
+    @property
+    def file_env_var(self) -> str:
+        """The environment variable that names a file holding the value (a secret mounted as a file)."""
+        return f"{self.env_var}_FILE"
 
     @property
     def is_flag(self) -> bool:
@@ -358,6 +368,14 @@ def _resolve(
         ("env", spec.env_var in environ, environ.get(spec.env_var), f"environment variable {spec.env_var}"),
         ("file", spec.key in file_values, file_values.get(spec.key), f"settings file {path}"),
     ]
+    if spec.file_env_var in environ:
+        if spec.env_var in environ:
+            raise SettingsError(
+                f"setting {spec.key} is given twice, by {spec.env_var} and by {spec.file_env_var}: set one"
+            )
+        value_file = environ[spec.file_env_var]
+        origin = f"file {value_file}, named by {spec.file_env_var}"
+        candidates[1] = ("env_file", True, _read_value_file(spec, value_file), origin)
     for source, present, raw, origin in candidates:
         if present:
             try:
@@ -368,6 +386,19 @@ def _resolve(
                     f"invalid setting {spec.key} = {shown} (from {origin}): expected {problem}"
                 ) from None
     return spec.default, "default"
+
+
+def _read_value_file(spec: SettingSpec, path: str) -> str:
+    """The content of the file holding a setting's value; the error names the file, never its content."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
+        raise SettingsError(
+            f"setting {spec.key}: the file {path} named by {spec.file_env_var} cannot be read ({reason})"
+        ) from None
+    # A file written by `echo` or an editor ends with a line break; a Kubernetes Secret's does not.
+    return text.removesuffix("\n").removesuffix("\r")
 
 
 def _read_config_file(
