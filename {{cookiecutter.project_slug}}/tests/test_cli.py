@@ -81,7 +81,7 @@ def test_command_help_groups_the_flags_by_section(runner: CliRunner, command: li
 def test_serve_is_the_default_command(runner: CliRunner, monkeypatch: pytest.MonkeyPatch) -> None:
     started: list[Settings] = []
 
-    def fake_serve(app_factory: Any, settings: Settings) -> int:
+    def fake_serve(app_factory: Any, settings: Settings, *, api: bool = True) -> int:
         started.append(settings)
         return 0
 

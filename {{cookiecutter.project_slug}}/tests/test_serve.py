@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import importlib.util
 import json
 import os
@@ -17,11 +18,22 @@ from collections.abc import Iterator
 
 import pytest
 
+from {{ cookiecutter.package_name }}.chassis.http_server import bind_addresses
 from {{ cookiecutter.package_name }}.chassis.server import ServerError, loop_factory
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
-from {{ cookiecutter.package_name }}.settings import ServerSettings, Settings
+from {{ cookiecutter.package_name }}.settings import ManagementSettings, ServerSettings, Settings
 
 START_TIMEOUT = 20.0
+SERVICE_COMMAND = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
+MANAGEMENT_PATHS = (
+    "/health/live",
+    "/health/ready",
+    "/health/startup",
+    "/metrics",
+    "/info",
+    "/openapi.json",
+    "/docs",
+)
 
 
 def free_port() -> int:
@@ -66,19 +78,19 @@ def running(command: list[str], env: dict[str, str]) -> Iterator[subprocess.Pope
             process.communicate(timeout=10)
 
 
-@pytest.fixture(params=["uvloop", "asyncio"])
-def service(
-    request: pytest.FixtureRequest,
+@pytest.fixture
+def service_env(
 {%- if cookiecutter.database == "postgresql" %}
     database_env: dict[str, str],
 {%- endif %}
 {%- if cookiecutter.broker != "none" %}
     broker_env: dict[str, str],
 {%- endif %}
-) -> Iterator[tuple[subprocess.Popen[str], str]]:
-    """The service as a real process on a free port, on each event loop{% if cookiecutter.database == "postgresql" or cookiecutter.broker != "none" %}, on the test servers{% endif %}."""
-    port = free_port()
-    env = {
+{%- if cookiecutter.database == "postgresql" or cookiecutter.broker != "none" %}
+{% endif -%}
+) -> dict[str, str]:
+    """The environment of a service process on 127.0.0.1{% if cookiecutter.database == "postgresql" or cookiecutter.broker != "none" %}, using the test servers{% endif %}."""
+    return {
         **os.environ,
 {%- if cookiecutter.database == "postgresql" %}
         **database_env,
@@ -87,12 +99,18 @@ def service(
         **broker_env,
 {%- endif %}
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
-        f"{PREFIX}_SERVER_PORT": str(port),
-        f"{PREFIX}_SERVER_LOOP": request.param,
         f"{PREFIX}_SHUTDOWN_DELAY": "0.2",  # no load balancer to wait for
     }
-    command = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
-    with running(command, env) as process:
+
+
+@pytest.fixture(params=["uvloop", "asyncio"])
+def service(
+    request: pytest.FixtureRequest, service_env: dict[str, str]
+) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """The service as a real process on a free port, on each event loop."""
+    port = free_port()
+    env = {**service_env, f"{PREFIX}_SERVER_PORT": str(port), f"{PREFIX}_SERVER_LOOP": request.param}
+    with running(SERVICE_COMMAND, env) as process:
         yield process, f"http://127.0.0.1:{port}"
 
 
@@ -156,3 +174,52 @@ def test_an_unparsable_request_gets_a_problem(service: tuple[subprocess.Popen[st
         assert b"content-type: application/problem+json" in head
         assert b"x-content-type-options: nosniff" in head
         assert json.loads(body)["status"] == status
+
+
+def status_of(url: str) -> int:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local test server
+            return int(response.status)
+    except urllib.error.HTTPError as error:
+        with error:
+            return error.code
+
+
+def test_with_a_management_port_each_endpoint_answers_on_its_own_port_only(
+    service_env: dict[str, str],
+) -> None:
+    api_port, management_port = free_port(), free_port()
+    env = {
+        **service_env,
+        f"{PREFIX}_SERVER_PORT": str(api_port),
+        f"{PREFIX}_MANAGEMENT_PORT": str(management_port),
+    }
+    api, management = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{management_port}"
+    with running(SERVICE_COMMAND, env) as process:
+        wait_until_ready(process, management)
+        assert status_of(f"{api}/items") == 200
+        status, problem = get_json(f"{management}/items")
+        assert (status, problem["status"]) == (404, 404), "the API is not on the management port"
+        for path in MANAGEMENT_PATHS:
+            assert status_of(f"{management}{path}") == 200, path
+            status, problem = get_json(f"{api}{path}")
+            assert (status, problem["status"]) == (404, 404), path
+        healthcheck = [sys.executable, "-m", "{{ cookiecutter.package_name }}.healthcheck", "/health/ready"]
+        assert subprocess.run(healthcheck, env=env, check=False).returncode == 0, "asks the management port"
+
+
+def test_the_management_port_must_differ_from_the_api_s(service_env: dict[str, str]) -> None:
+    env = {**service_env, f"{PREFIX}_SERVER_PORT": "8123", f"{PREFIX}_MANAGEMENT_PORT": "8123"}
+    result = subprocess.run(SERVICE_COMMAND, env=env, capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert result.stderr.splitlines() == [
+        "error: invalid setting management.port = 8123: expected a port other than server.port"
+    ]
+
+
+def test_a_worker_listens_on_the_management_port_alone_when_there_is_one() -> None:
+    one_port = Settings(server=ServerSettings(host="::", port=8000))
+    two_ports = dataclasses.replace(one_port, management=ManagementSettings(port=9000))
+    assert bind_addresses(one_port) == bind_addresses(one_port, api=False) == ["[::]:8000"]
+    assert bind_addresses(two_ports) == ["[::]:8000", "[::]:9000"]
+    assert bind_addresses(two_ports, api=False) == ["[::]:9000"]

@@ -11,6 +11,7 @@ from .chassis.instrumentation import PROBE_ROUTES, install_instrumentation
 from .chassis.json_body import install_json_body
 from .chassis.lifecycle import Lifecycle, install_lifecycle
 from .chassis.limits import TimeLimitedQuart, install_limits
+from .chassis.management import install_management_port
 from .chassis.metrics import HttpMetrics, install_metrics
 from .chassis.openapi import install_openapi
 from .chassis.parts import attach
@@ -72,6 +73,7 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     install_json_body(app, settings.http)
     install_cors(app, settings.http)
     install_lifecycle(app, lifecycle)
+    install_management_port(app, settings)
     install_health(app, health)
     install_metrics(app, metrics, settings.metrics.path)
     app.register_blueprint(info.blueprint)

@@ -4,7 +4,8 @@
 
 It exits 0 when the service in this container answers ``PATH`` (default
 ``/health/live``) with 200, 1 otherwise.  It reads the port from the same settings
-the service reads (environment, settings file), and imports nothing heavy, so
+the service reads (environment, settings file): the management port when there is
+one, else the API's.  It imports nothing heavy, so
 running it every few seconds costs little.  (Slim images have no curl.)
 """
 
@@ -35,11 +36,12 @@ def local_url(host: str, port: int, path: str) -> str:
 def main(argv: list[str]) -> int:
     path = argv[0] if argv else DEFAULT_PATH
     try:
-        server = load_settings().settings.server
+        settings = load_settings().settings
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
-    url = local_url(server.host, server.port, path)
+    port = settings.management.port or settings.server.port
+    url = local_url(settings.server.host, port, path)
     try:
         with _NO_PROXY.open(url, timeout=TIMEOUT_SECONDS) as response:
             return 0 if response.status == 200 else 1

@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from .chassis import config
 from .chassis.config import (
     LoadedSettings,
+    SettingsError,
     SettingSpec,
     check_http_url,
     check_networks,
@@ -63,6 +64,17 @@ class ServerSettings:
     )
     loop: EventLoop = setting(
         default="auto", help="Event loop: auto (uvloop when installed), asyncio or uvloop."
+    )
+
+
+@section
+class ManagementSettings:
+    port: int | None = setting(
+        default=None,
+        help="Port of the management endpoints (metrics, health, info, API docs), which server.port "
+        "then does not serve; empty: server.port serves everything.",
+        minimum=1,
+        maximum=65535,
     )
 
 
@@ -439,6 +451,7 @@ class Settings:
     """All settings, one attribute per section: ``settings.server.port``."""
 
     server: ServerSettings = dataclasses.field(default_factory=ServerSettings)
+    management: ManagementSettings = dataclasses.field(default_factory=ManagementSettings)
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
     metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
     tracing: TracingSettings = dataclasses.field(default_factory=TracingSettings)
@@ -472,7 +485,19 @@ def load_settings(
     root: type[Any] = Settings,
 ) -> LoadedSettings[Settings]:
     """Resolve every setting from its sources and validate it (see ``chassis.config.load_settings``)."""
-    return config.load_settings(root, ENV_PREFIX, cli=cli, environ=environ, config_file=config_file)
+    loaded = config.load_settings(root, ENV_PREFIX, cli=cli, environ=environ, config_file=config_file)
+    if isinstance(loaded.settings, Settings):
+        check_across_sections(loaded.settings)
+    return loaded
+
+
+def check_across_sections(settings: Settings) -> None:
+    """What no single setting can check: raises ``SettingsError`` naming the setting."""
+    port = settings.management.port
+    if port is not None and port == settings.server.port:
+        raise SettingsError(
+            f"invalid setting management.port = {port}: expected a port other than server.port"
+        )
 
 
 def dump_settings(loaded: LoadedSettings[Any]) -> str:

@@ -44,14 +44,19 @@ UNPARSABLE_DETAIL = {
 }
 
 
-def bind_address(settings: Settings) -> str:
-    host, port = settings.server.host, settings.server.port
-    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+def bind_addresses(settings: Settings, *, api: bool = True) -> list[str]:
+    """The API's port (``server.port``), then the management port if set; a worker (no ``api``) only that."""
+    host = f"[{settings.server.host}]" if ":" in settings.server.host else settings.server.host
+    management = settings.management.port
+    ports = [settings.server.port] if management is None else [settings.server.port, management]
+    if not api and management is not None:
+        ports = [management]
+    return [f"{host}:{port}" for port in ports]
 
 
-def hypercorn_config(settings: Settings) -> Config:
+def hypercorn_config(settings: Settings, *, api: bool = True) -> Config:
     config = Config()
-    config.bind = [bind_address(settings)]
+    config.bind = bind_addresses(settings, api=api)
     config.backlog = BACKLOG
     config.graceful_timeout = settings.shutdown.grace_period + ENGINE_GRACE_MARGIN
     # One timer in Hypercorn bounds both the wait for a request's headers and an idle keep-alive.
@@ -70,7 +75,7 @@ async def serve_http(app: Quart, settings: Settings, sockets: Sockets, stop: asy
     config = hypercorn_config(settings)
     # Hypercorn's public serve() binds by itself: "fd://" hands it the sockets bound
     # beforehand, which it then owns.
-    config.bind = [f"fd://{sock.detach()}" for sock in sockets.insecure_sockets]
+    config.bind = [f"fd://{sock.detach()}" for sock in sockets.insecure_sockets]  # one per port
     await hypercorn.asyncio.serve(app, config, shutdown_trigger=stop.wait, mode="asgi")
 
 

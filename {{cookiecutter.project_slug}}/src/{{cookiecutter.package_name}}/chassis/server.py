@@ -56,27 +56,30 @@ class ServerError(Exception):
     """The server cannot start; the message is one line for the operator."""
 
 
-def serve_or_exit(app_factory: AppFactory, settings: Settings) -> NoReturn:
+def serve_or_exit(app_factory: AppFactory, settings: Settings, *, api: bool = True) -> NoReturn:
     """Serve (see ``serve``), then exit with its code; a server that cannot start exits 1, in one line."""
     try:
-        exit_code = serve(app_factory, settings)
+        exit_code = serve(app_factory, settings, api=api)
     except ServerError as error:
         print(f"error: {error}", file=sys.stderr, flush=True)
         sys.exit(1)
     sys.exit(exit_code)
 
 
-def serve(app_factory: AppFactory, settings: Settings) -> int:
-    """Serve until a stop signal; return the process exit code."""
+def serve(app_factory: AppFactory, settings: Settings, *, api: bool = True) -> int:
+    """Serve until a stop signal; return the process exit code.
+
+    Without ``api`` (a worker) only the management port is bound, when there is one.
+    """
     loop_factory(settings)  # fail before binding when the chosen loop is missing
     raise_open_file_limit()
-    config = hypercorn_config(settings)
+    config = hypercorn_config(settings, api=api)
     try:
         sockets = config.create_sockets()
     except OSError as error:
         where = ", ".join(config.bind)
         raise ServerError(
-            f"cannot listen on {where} (settings server.host/server.port): {error.strerror}"
+            f"cannot listen on {where} (settings server.host/server.port/management.port): {error.strerror}"
         ) from None
     if settings.server.workers == 1:
         return run_worker(app_factory, settings, sockets)

@@ -38,12 +38,15 @@ def build_worker_app(settings: Settings) -> TimeLimitedQuart:
 @click.command("worker", cls=SettingsCommand)
 @settings_options
 def worker_command(config_file: Path | None, **flags: Any) -> None:
-    """Run the consumers and the outbox relay until SIGTERM or SIGINT; serve health, metrics and info only."""
+    """Run the consumers and the outbox relay until SIGTERM or SIGINT; serve health, metrics and info only.
+
+    They are served on management.port when it is set, else on server.port.
+    """
     loaded = load_or_exit(config_file, flags)
     consuming = dataclasses.replace(loaded.settings.broker, consume=True)
     settings = dataclasses.replace(loaded.settings, broker=consuming)
     configure_logging(settings.logging, service=DISTRIBUTION_NAME, version=__version__)
-    serve_or_exit(build_worker_app, settings)
+    serve_or_exit(build_worker_app, settings, api=False)
 
 
 @click.command("asyncapi", cls=SettingsCommand)
