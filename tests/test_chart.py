@@ -91,7 +91,8 @@ def test_lint_is_clean_in_strict_mode(chart: Path) -> None:
 
 def test_every_variant_renders_valid_kubernetes_manifests(chart: Path) -> None:
     assert set(variants(chart)) >= {
-        "default", "hpa", "servicemonitor", "networkpolicy", "ingress", "existingsecret", "secretfiles"
+        "default", "hpa", "servicemonitor", "networkpolicy", "ingress", "existingsecret", "secretfiles",
+        "managementport",
     }
     for name, values in variants(chart).items():
         for document in manifests(chart, values):
@@ -229,6 +230,46 @@ def test_secret_files_are_mounted_into_every_pod_and_named_by_file_variables(cha
         }
     for document in manifests(chart):
         assert "secret-files" not in yaml.safe_dump(document), "no secret files by default"
+
+
+def test_a_management_port_takes_the_probes_and_the_scrape_and_stays_off_the_api_s_service(chart: Path) -> None:
+    values = {**variants(chart)["managementport"]}
+    with_worker = broker_of(chart) != "none"
+    if with_worker:
+        values["worker"] = {"enabled": True}
+    documents = manifests(chart, values)
+    settings = yaml.safe_load(of_kind(documents, "ConfigMap")[0]["data"]["settings.yml"])
+    assert (settings["server"]["port"], settings["management"]["port"]) == (8000, 9090)
+    api = named(documents, "Deployment", FULLNAME)["spec"]["template"]["spec"]["containers"][0]
+    assert [(port["name"], port["containerPort"]) for port in api["ports"]] == [("http", 8000), ("management", 9090)]
+    assert named(documents, "Service", FULLNAME)["spec"]["ports"] == [
+        {"name": "http", "port": 80, "targetPort": "http", "protocol": "TCP"}
+    ]
+    management = named(documents, "Service", f"{FULLNAME}-management")
+    assert management["spec"]["ports"][0]["targetPort"] == "management"
+    monitor = named(documents, "ServiceMonitor", FULLNAME)
+    assert monitor["spec"]["endpoints"][0]["port"] == "management"
+    assert selects(monitor["spec"]["selector"]["matchLabels"], management["metadata"]["labels"])
+    assert not selects(monitor["spec"]["selector"]["matchLabels"], named(documents, "Service", FULLNAME)["metadata"]["labels"])
+    rules = named(documents, "NetworkPolicy", FULLNAME)["spec"]["ingress"]
+    assert rules[1] == {
+        "ports": [{"port": "management", "protocol": "TCP"}],
+        "from": [
+            {"namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": name}}}
+            for name in ("monitoring", "observability")
+        ],
+    }
+    pods = [api]
+    if with_worker:
+        worker = named(documents, "Deployment", f"{FULLNAME}-worker")["spec"]["template"]["spec"]["containers"][0]
+        assert worker["ports"] == [{"name": "management", "containerPort": 9090, "protocol": "TCP"}], "no API"
+        assert named(documents, "NetworkPolicy", f"{FULLNAME}-worker")["spec"]["ingress"] == [rules[1]]
+        pods.append(worker)
+    for container in pods:
+        for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+            assert container[probe]["httpGet"]["port"] == "management", probe
+    with pytest.raises(helm.HelmError, match="managementPort must differ from containerPort"):
+        helm.Chart.load(chart).render({"managementPort": 8000}, name=RELEASE, namespace="prod")
 
 
 def test_only_a_project_with_a_broker_has_a_worker(chart: Path) -> None:

@@ -41,8 +41,19 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 
 {{/* The service's settings file: the values' settings, with the port the pod exposes. */}}
 {{- define "service.settings" -}}
-{{- $port := dict "server" (dict "port" (int .Values.containerPort)) }}
-{{- toYaml (mustMergeOverwrite (deepCopy .Values.settings) $port) }}
+{{- $ports := dict "server" (dict "port" (int .Values.containerPort)) }}
+{{- if .Values.managementPort }}
+{{- if eq (int .Values.managementPort) (int .Values.containerPort) }}
+{{- fail "managementPort must differ from containerPort" }}
+{{- end }}
+{{- $_ := set $ports "management" (dict "port" (int .Values.managementPort)) }}
+{{- end }}
+{{- toYaml (mustMergeOverwrite (deepCopy .Values.settings) $ports) }}
+{{- end }}
+
+{{/* The name of the container port that serves the probes and the metrics. */}}
+{{- define "service.managementPortName" -}}
+{{- if .Values.managementPort }}management{{ else }}http{{ end }}
 {{- end }}
 
 {{/* Seconds Kubernetes waits after SIGTERM: the service's drain delay, grace period and resource stops, plus a margin. */}}
@@ -170,9 +181,17 @@ containers:
     imagePullPolicy: {{ $values.image.pullPolicy }}
     args: [{{ .command | quote }}, "--config", "/etc/service/settings.yml"]
     ports:
+      {{- /* A worker has no API: with a management port it listens on that alone. */}}
+      {{- if or (eq .command "serve") (not $values.managementPort) }}
       - name: http
         containerPort: {{ $values.containerPort }}
         protocol: TCP
+      {{- end }}
+      {{- if $values.managementPort }}
+      - name: management
+        containerPort: {{ $values.managementPort }}
+        protocol: TCP
+      {{- end }}
     {{- with include "service.env" .context }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -183,17 +202,17 @@ containers:
     startupProbe:
       httpGet:
         path: /health/startup
-        port: http
+        port: {{ include "service.managementPortName" .context }}
       {{- toYaml $values.probes.startup | nindent 6 }}
     livenessProbe:
       httpGet:
         path: /health/live
-        port: http
+        port: {{ include "service.managementPortName" .context }}
       {{- toYaml $values.probes.liveness | nindent 6 }}
     readinessProbe:
       httpGet:
         path: /health/ready
-        port: http
+        port: {{ include "service.managementPortName" .context }}
       {{- toYaml $values.probes.readiness | nindent 6 }}
     resources:
       {{- toYaml .resources | nindent 6 }}
@@ -236,5 +255,20 @@ affinity:
 {{- with $values.tolerations }}
 tolerations:
   {{- toYaml . | nindent 2 }}
+{{- end }}
+{{- end }}
+
+{{/* The NetworkPolicy rule of the management port: only from managementNamespaces' pods. */}}
+{{- define "service.managementIngressRule" -}}
+{{- if .Values.managementPort }}
+- ports:
+    - port: management
+      protocol: TCP
+  from:
+    {{- range .Values.networkPolicy.managementNamespaces }}
+    - namespaceSelector:
+        matchLabels:
+          kubernetes.io/metadata.name: {{ . }}
+    {{- end }}
 {{- end }}
 {{- end }}
