@@ -518,6 +518,43 @@ def send(url: str, method: str, body: bytes | None = None, content_type: str | N
         return error.code, error.headers, error.read()
 
 
+# Where the tests leave what a person may want to look at (gitignored); PYCHASSIS_ARTEFACTS moves it.
+ARTEFACTS = Path(os.environ.get("PYCHASSIS_ARTEFACTS") or Path(__file__).resolve().parents[1] / ".artefacts")
+# Chromium without a network: every request goes to a proxy that is not there, except to
+# this machine's loopback (which Chromium never proxies), and no host name resolves.
+OFFLINE = ["--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"]
+
+
+def chromium(*args: str) -> str:
+    """Debian's Chromium, headless, with the page's scripts given 10 s of (virtual) time; returns stdout."""
+    browser = shutil.which("chromium")
+    if browser is None:
+        pytest.fail("needs Debian's chromium: apt-get install chromium (.ci/run installs it)")
+    result = subprocess.run(
+        [browser, "--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+         "--virtual-time-budget=10000", *OFFLINE, *args],
+        capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    return result.stdout
+
+
+def test_the_api_docs_render_offline_in_headless_chromium(project: Path, start_service) -> None:
+    process, base = start_service()
+    wait_for_status(process, f"{base}/health/ready")
+    dom = chromium("--dump-dom", f"{base}/docs")
+    paths = re.findall(r'class="opblock-summary-path" data-path="([^"]+)"', dom)
+    assert sorted(set(paths)) == ["/items", "/items/{item_id}"], dom[-3000:]
+    assert len(paths) == 5, "every operation of the API"
+    assert "Failed to load API definition" not in dom
+    ARTEFACTS.mkdir(parents=True, exist_ok=True)
+    screenshot = ARTEFACTS / "docs.png"
+    screenshot.unlink(missing_ok=True)
+    chromium("--window-size=1280,900", f"--screenshot={screenshot}", f"{base}/docs")
+    assert screenshot.stat().st_size > 10_000
+    print(f"\n[figures] /docs rendered offline in headless Chromium: {len(paths)} operations; {screenshot}")
+
+
 def test_the_api_and_its_errors_over_http(project: Path, start_service) -> None:
     """The items API works, and every error class is a problem+json with the request id."""
     process, base = start_service("--http-max-body-size", "1000")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import DISTRIBUTION_NAME, __version__
-from .chassis import info
+from .chassis import api_docs, info
 from .chassis.errors import install_errors
 from .chassis.health import Health, install_health
 from .chassis.http_client import HttpClientMetrics, Upstreams
@@ -79,6 +79,7 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     app.register_blueprint(info.blueprint)
     if api:
         install_openapi(app, BLUEPRINTS, title=DISTRIBUTION_NAME, version=__version__)
+        app.register_blueprint(api_docs.blueprint)
         for blueprint in BLUEPRINTS:
             app.register_blueprint(blueprint)
     return app

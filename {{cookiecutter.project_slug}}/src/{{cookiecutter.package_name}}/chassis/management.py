@@ -14,7 +14,8 @@ from quart import Quart, request
 from werkzeug.exceptions import NotFound
 
 from ..settings import Settings
-from .openapi import DOCS_PATH, OPENAPI_PATH
+from .api_docs import DOCS_PATH
+from .openapi import OPENAPI_PATH
 
 HEALTH_PREFIX = "/health/"
 INFO_PATH = "/info"

@@ -1,4 +1,4 @@
-"""The API's OpenAPI document (``/openapi.json``) and interactive docs (``/docs``), by quart-schema.
+"""The API's OpenAPI document (``/openapi.json``), by quart-schema (its interactive docs: ``api_docs``).
 
 Only the service's own API is documented (the blueprints in ``views``), not the
 chassis' operational endpoints (probes, metrics, info).  Every operation also
@@ -24,7 +24,6 @@ from .errors import CONTENT_TYPE as PROBLEM_CONTENT_TYPE
 from .parts import attach, part_of
 
 OPENAPI_PATH = "/openapi.json"
-DOCS_PATH = "/docs"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -117,7 +116,7 @@ def install_openapi(app: Quart, blueprints: Iterable[Blueprint], *, title: str, 
     QuartSchema(
         app,
         openapi_path=OPENAPI_PATH,
-        swagger_ui_path=DOCS_PATH,
+        swagger_ui_path=None,  # api_docs serves it, without a CDN
         redoc_ui_path=None,
         scalar_ui_path=None,
         info=Info(title=title, version=version),
