@@ -1,8 +1,12 @@
-"""Slow tier: projects with a broker (RabbitMQ, NATS JetStream) and PostgreSQL, on this machine's servers.
+"""Slow tier: projects with a broker and PostgreSQL (and Redis, with RabbitMQ), on this machine's servers.
 
-Each is generated with verification, which runs its whole suite against the servers (none
-skipped).  Then the service runs as processes, and a bare client of the broker, in a
-namespace of the test's own, checks what reaches the broker:
+Each is generated with verification, which finds the servers at the URLs the generated
+README gives for local development and runs its whole suite against them (none skipped);
+without them, ``make test`` says what it skipped and why.  Then the service runs as
+processes.  The one with every backing service keeps its items across a restart and follows
+PostgreSQL going away and coming back, reading the database URL from a file; a bad database
+URL or a missing file stops it in one line.  A bare client of the broker, in a namespace of
+the test's own, checks what reaches the broker:
 
 - items created over HTTP arrive as CloudEvents; a command creates an item; a poison
   message is dead-lettered; a command failing every time is dead-lettered after
@@ -41,12 +45,16 @@ import pytest
 
 from brokers import BareBroker, command, server_of, url_of
 from helpers import DEFAULT_PACKAGE, Render, TcpProxy, clean_env, free_port, get_json, render, wait_for_status
-from servers import POSTGRES_HOST, POSTGRES_PORT, psql, throwaway_database
+from servers import POSTGRES_HOST, POSTGRES_PORT, REDIS_URL, psql, throwaway_database
 
 pytestmark = pytest.mark.slow
 
 PREFIX = DEFAULT_PACKAGE.upper()
-BROKERS = ("rabbitmq", "nats")
+# RabbitMQ's project has every backing service; NATS's has no cache (its absence is checked too).
+ANSWERS = {
+    "rabbitmq": {"database": "postgresql", "cache": "redis", "broker": "rabbitmq"},
+    "nats": {"database": "postgresql", "broker": "nats"},
+}
 MAX_DELIVERIES = 3
 # Seconds a test waits for what the service does in the background (publish, consume).
 EVENTUALLY = 20.0
@@ -63,10 +71,9 @@ class BrokerProject:
         return str(self.project / ".venv" / "bin" / "python")
 
 
-@pytest.fixture(scope="module", params=BROKERS)
+@pytest.fixture(scope="module", params=list(ANSWERS))
 def generated(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> BrokerProject:
-    answers = {"database": "postgresql", "broker": request.param}
-    result = render(tmp_path_factory.mktemp(request.param), answers, skip_lock=False)
+    result = render(tmp_path_factory.mktemp(request.param), ANSWERS[request.param], skip_lock=False)
     assert result.returncode == 0, result.stdout + result.stderr
     print(f"\n[figures] {request.param}: generation with verification took {result.seconds:.1f} s")
     return BrokerProject(request.param, result.project(), result)
@@ -197,13 +204,28 @@ def wait_until(condition: Callable[[], bool]) -> float:
     return time.monotonic() - started
 
 
-def test_verification_ran_every_test_against_the_servers(generated: BrokerProject) -> None:
+def test_verification_ran_every_test_against_the_servers_the_readme_names(generated: BrokerProject) -> None:
     summary = next(line for line in generated.generation.stdout.splitlines() if "created " in line)
     assert "skipped" not in summary, summary
     assert url_of(generated.broker, "localhost", server_of(generated.broker)[1]) in summary, summary
+    assert "postgresql://postgres:dev@localhost/postgres" in summary, summary
+    if "cache" in ANSWERS[generated.broker]:
+        assert "redis://localhost:6379/0" in summary, summary
     print(f"\n[figures] {generated.broker}: {summary.removeprefix('[pychassis] ')}")
 
 
+@pytest.mark.parametrize("generated", ["rabbitmq"], indirect=True)
+def test_without_servers_make_test_says_how_many_were_skipped_and_why(generated: BrokerProject) -> None:
+    result = subprocess.run(
+        ["make", "test", "ARGS=-q -p no:cacheprovider"],
+        cwd=generated.project, env=clean_env(), capture_output=True, text=True, timeout=900, check=False,
+    )
+    assert result.returncode == 0, result.stdout[-4000:]
+    for server, variable in (("PostgreSQL", "DATABASE"), ("Redis", "CACHE"), ("RabbitMQ", "BROKER")):
+        assert re.search(rf"\d+ tests skipped: needs {server}: .*TEST_{variable}_URL=", result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("generated", ["nats"], indirect=True)
 def test_the_unchosen_cache_leaves_no_trace(generated: BrokerProject) -> None:
     project = generated.project
     for path in project.rglob("*"):
@@ -445,4 +467,73 @@ def test_make_bench_runs_the_messages_bench_with_its_own_flags(generated: Broker
     assert commands == [
         ".venv/bin/python scripts/bench.py --duration 1 --connections 4",
         ".venv/bin/python scripts/bench_messages.py --rounds 1 --messages 200",
+    ]
+
+
+@pytest.mark.parametrize("generated", ["rabbitmq"], indirect=True)
+def test_the_service_keeps_items_across_restarts_and_follows_the_database(
+    deployment: Deployment, test_database: str, tmp_path: Path
+) -> None:
+    """The database URL comes from a file, as a Kubernetes Secret mounted with the chart's secretFiles."""
+    proxy = TcpProxy(POSTGRES_HOST, POSTGRES_PORT)
+    proxy.open()
+    url_file = tmp_path / "database-url"
+    url_file.write_text(test_database.replace(f":{POSTGRES_PORT}/", f":{proxy.port}/") + "\n", encoding="utf-8")
+    deployment.env.pop(f"{PREFIX}_DATABASE_URL")  # the file gives it: both would be refused
+    env = {
+        f"{PREFIX}_DATABASE_URL_FILE": str(url_file),
+        f"{PREFIX}_CACHE_URL": REDIS_URL,
+        f"{PREFIX}_CACHE_KEY_PREFIX": deployment.env[f"{PREFIX}_BROKER_NAMESPACE"],
+    }
+    try:
+        with deployment.serving(**env) as service:
+            service.ready()
+            assert post_json(f"{service.base}/items", {"name": "lamp", "price_cents": 1999}) == 201
+            assert post_json(f"{service.base}/items", {"name": "lamp", "price_cents": 1}) == 409
+        with deployment.serving(**env) as service:
+            service.ready()
+            status, item = get_json(f"{service.base}/items/1")
+            assert (status, item["name"]) == (200, "lamp"), "the item outlived the restart"
+            ready = f"{service.base}/health/ready"
+            proxy.close()
+            seconds_down = wait_for_status(service.process, ready, 503, timeout=10)
+            assert get_json(ready)[1]["checks"]["database.ping"]["status"] == "DOWN"
+            assert get_json(f"{service.base}/items")[0] == 503
+            proxy.open()
+            seconds_up = wait_for_status(service.process, ready, 200, timeout=10)
+            assert get_json(f"{service.base}/items")[0] == 200
+    finally:
+        proxy.close()
+    print(f"\n[figures] readiness: 503 {seconds_down:.2f} s after PostgreSQL went away, "
+          f"200 {seconds_up:.2f} s after it came back (no restart)")
+
+
+@pytest.mark.parametrize("generated", ["rabbitmq"], indirect=True)
+def test_a_bad_database_url_is_refused_without_echoing_the_password(generated: BrokerProject) -> None:
+    env = clean_env(**{f"{PREFIX}_DATABASE_URL": "mysql://app:hunter2-secret@db.example.com/app"})
+    result = subprocess.run(
+        [generated.python, "-m", DEFAULT_PACKAGE, "config", "check"],
+        cwd=generated.project, env=env, capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "database.url" in lines[0]
+    assert "hunter2" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("generated", ["rabbitmq"], indirect=True)
+def test_a_missing_secret_file_stops_the_service_naming_the_setting_and_the_file(
+    generated: BrokerProject, tmp_path: Path
+) -> None:
+    missing = tmp_path / "database-url"
+    result = subprocess.run(
+        [generated.python, "-m", DEFAULT_PACKAGE],
+        cwd=generated.project, env=clean_env(**{f"{PREFIX}_DATABASE_URL_FILE": str(missing)}),
+        capture_output=True, text=True, timeout=60, check=False,
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        f"error: setting database.url: the file {missing} named by {PREFIX}_DATABASE_URL_FILE cannot be read "
+        "(No such file or directory)"
     ]

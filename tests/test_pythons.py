@@ -3,13 +3,13 @@
 The default project is locked once, universally, as a user's would be; the lock picks per
 Python (Quart 0.22 below 3.13, 0.23 from 3.13). On each interpreter (``interpreters.py`` says
 where each comes from; 3.12 and 3.13 are skipped, saying why, on a machine without them) it is
-installed and tested by its own ``make test`` into an environment of that Python and checked by
-its ``make lint`` (what its CI runs on the lowest and the newest), then served as
+installed and tested by its own ``make test`` into an environment of that Python, checked by
+its ``make lint`` on the lowest and the newest (as its CI runs it), then served as
 a real process on both event loops: ready over HTTP, ``/info`` names that Python, and SIGTERM with
 an idle keep-alive connection and a client sending its body slowly ends it with exit 0 within
 ``shutdown.delay + shutdown.grace_period + resources.stop_timeout`` plus a second
-(``stop_check.py``). ``test_pythons_with_servers.py`` runs the variants with PostgreSQL and
-Redis on the lowest and the newest interpreter.
+(``stop_check.py``). ``test_pythons_with_servers.py`` runs the variants with PostgreSQL,
+Redis and the brokers on the newest interpreter.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from helpers import DEFAULT_PACKAGE, free_port, get_json, render, wait_for_status
-from interpreters import FROM_DEBIAN, SUPPORTED, Interpreter
+from interpreters import FROM_DEBIAN, LOWEST, NEWEST, SUPPORTED, Interpreter
 from pythons import generate, interpreter, make_lint, make_test, venv_of
 from stop_check import STOP_LIMIT, STOP_SETTINGS, stop_with_idle_and_slow_clients
 
@@ -56,11 +56,11 @@ def test_the_default_project_passes_its_suite_and_lint_and_stops_cleanly_on(
     python = interpreter(version, work)
     summary, seconds = make_test(python, default_project)
     assert "skipped" not in summary and "failed" not in summary and "error" not in summary, summary
-    lint_seconds = make_lint(python, default_project)
+    linted = f"make lint {make_lint(python, default_project):.0f} s" if version in (LOWEST, NEWEST) else "not linted"
     venv = venv_of(python, default_project)
     quart = installed_version(python, venv, "quart")
     print(f"\n[figures] Python {version}: make test (install from the lock, then the suite): {summary}, "
-          f"{seconds:.0f} s; make lint {lint_seconds:.0f} s; Quart {quart}")
+          f"{seconds:.0f} s; {linted}; Quart {quart}")
 
     for loop in LOOPS:
         port = free_port()

@@ -1,8 +1,11 @@
-"""The pythons tier, part 2: the variants with PostgreSQL and Redis on the lowest and the newest CPython.
+"""The pythons tier, part 2: the variants with backing services and brokers on the newest CPython.
 
-Each variant is locked once; on each of the two interpreters its own ``make test`` installs it
-into an environment of that Python and runs its whole suite against this machine's PostgreSQL
-and Redis, with none of its tests skipped, and its ``make lint`` passes.
+Each variant is locked once; on the newest interpreter its own ``make test`` installs it into
+an environment of that Python and runs its whole suite against this machine's PostgreSQL,
+Redis, RabbitMQ and NATS, with none of its tests skipped, and its ``make lint`` passes. (On
+the lowest, the one the template runs on, the broker tier's verified generations run the same
+suites against the same servers.) Together the two variants hold every optional part: the
+database, the cache, the outbox with RabbitMQ, direct publishing with NATS.
 """
 
 from __future__ import annotations
@@ -12,16 +15,16 @@ from pathlib import Path
 
 import pytest
 
-from interpreters import LOWEST, NEWEST
+from brokers import server_of, url_of
+from interpreters import NEWEST
 from pythons import generate, interpreter, make_lint, make_test
-from servers import server_test_env, throwaway_database
+from servers import PREFIX, server_test_env, throwaway_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.pythons]
 
-# PostgreSQL alone is left out: "both" runs every line of it (and the broker tier runs it, with a broker).
 VARIANTS = {
-    "redis": {"cache": "redis"},
-    "both": {"database": "postgresql", "cache": "redis"},
+    "postgresql-redis-rabbitmq": {"database": "postgresql", "cache": "redis", "broker": "rabbitmq"},
+    "redis-nats": {"cache": "redis", "broker": "nats"},
 }
 
 
@@ -41,14 +44,15 @@ def test_database() -> Iterator[str]:
         yield url
 
 
-@pytest.mark.parametrize("version", sorted({LOWEST, NEWEST}))
 @pytest.mark.parametrize("variant", list(VARIANTS))
-def test_the_backing_service_variants_pass_their_suites_and_lint_on(
-    variant: str, version: str, work: Path, variant_projects: dict[str, Path], test_database: str
+def test_the_variants_pass_their_suites_against_the_servers_and_lint_on_the_newest(
+    variant: str, work: Path, variant_projects: dict[str, Path], test_database: str
 ) -> None:
-    python = interpreter(version, work)
-    summary, seconds = make_test(python, variant_projects[variant], env=server_test_env(test_database))
+    python = interpreter(NEWEST, work)
+    broker = VARIANTS[variant]["broker"]
+    env = {**server_test_env(test_database), f"{PREFIX}_TEST_BROKER_URL": url_of(broker, *server_of(broker))}
+    summary, seconds = make_test(python, variant_projects[variant], env=env)
     assert "skipped" not in summary and "failed" not in summary, summary
     lint_seconds = make_lint(python, variant_projects[variant])
-    print(f"\n[figures] Python {version}, {variant}: make test against PostgreSQL and Redis: {summary}, "
+    print(f"\n[figures] Python {NEWEST}, {variant}: make test against the servers: {summary}, "
           f"{seconds:.0f} s; make lint {lint_seconds:.0f} s")
