@@ -15,11 +15,18 @@ from pydantic import BaseModel
 
 from {{ cookiecutter.package_name }}.chassis import broker as broker_module
 from {{ cookiecutter.package_name }}.chassis.broker import Broker
-from {{ cookiecutter.package_name }}.chassis.consumers import Consumer, ConsumerRunner, RetryPolicy
+from {{ cookiecutter.package_name }}.chassis.consumers import (
+    Consumer,
+    ConsumerRunner,
+    RetryPolicy,
+)
 from {{ cookiecutter.package_name }}.chassis.events import CloudEvent
 from {{ cookiecutter.package_name }}.chassis.message_metrics import MessageMetrics
 from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
-from {{ cookiecutter.package_name }}.settings import BrokerSettings, TracingSettings
+from {{ cookiecutter.package_name }}.settings import (
+    BrokerSettings,
+    TracingSettings,
+)
 
 from .broker_probe import BrokerProbe
 

@@ -21,10 +21,15 @@ import pytest
 from {{ cookiecutter.package_name }}.chassis.http_server import bind_addresses
 from {{ cookiecutter.package_name }}.chassis.server import ServerError, loop_factory
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
-from {{ cookiecutter.package_name }}.settings import ManagementSettings, ServerSettings, Settings
+from {{ cookiecutter.package_name }}.settings import (
+    ManagementSettings,
+    ServerSettings,
+    Settings,
+)
 
 START_TIMEOUT = 20.0
 SERVICE_COMMAND = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
+HEALTHCHECK_COMMAND = [sys.executable, "-m", "{{ cookiecutter.package_name }}.healthcheck"]
 MANAGEMENT_PATHS = (
     "/health/live",
     "/health/ready",
@@ -204,7 +209,7 @@ def test_with_a_management_port_each_endpoint_answers_on_its_own_port_only(
             assert status_of(f"{management}{path}") == 200, path
             status, problem = get_json(f"{api}{path}")
             assert (status, problem["status"]) == (404, 404), path
-        healthcheck = [sys.executable, "-m", "{{ cookiecutter.package_name }}.healthcheck", "/health/ready"]
+        healthcheck = [*HEALTHCHECK_COMMAND, "/health/ready"]
         assert subprocess.run(healthcheck, env=env, check=False).returncode == 0, "asks the management port"
 
 
