@@ -230,9 +230,19 @@ def test_a_bad_value_in_a_secret_file_names_the_file_but_never_quotes_it(tmp_pat
     assert "files.example" not in message
 
 
-def test_a_directory_named_as_a_secret_file_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(SettingsError, match="cannot be read"):
-        load_settings(environ={f"{PREFIX}_DEMO_TOKEN_FILE": str(tmp_path)}, root=_DemoSettings)
+@pytest.mark.parametrize(
+    ("content", "reason"),
+    [(None, "Is a directory"), (b"\xff\xfe", "not UTF-8 text"), (b"x" * 65537, "over 64 KiB")],
+)
+def test_a_secret_file_that_holds_no_value_is_refused(
+    tmp_path: Path, content: bytes | None, reason: str
+) -> None:
+    named = tmp_path
+    if content is not None:
+        named = tmp_path / "token"
+        named.write_bytes(content)
+    with pytest.raises(SettingsError, match=f"cannot be read \\({reason}\\)"):
+        load_settings(environ={f"{PREFIX}_DEMO_TOKEN_FILE": str(named)}, root=_DemoSettings)
 
 
 def test_a_secret_given_by_its_variable_and_a_file_is_refused(tmp_path: Path) -> None:

@@ -42,6 +42,8 @@ import yaml
 
 REDACTED = "***"
 DEFAULT_CONFIG_FILE = Path("settings.yml")
+# Bytes a file named by <ENV_VAR>_FILE may hold: a value (a URL, a key), not a disk image or /dev/zero.
+MAX_VALUE_FILE_SIZE = 64 * 1024
 
 Source = Literal["default", "file", "env", "env_file", "cli"]
 RootT = TypeVar("RootT")
@@ -391,14 +393,24 @@ def _resolve(
 def _read_value_file(spec: SettingSpec, path: str) -> str:
     """The content of the file holding a setting's value; the error names the file, never its content."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as error:
-        reason = error.strerror if isinstance(error, OSError) and error.strerror else "not UTF-8 text"
-        raise SettingsError(
-            f"setting {spec.key}: the file {path} named by {spec.file_env_var} cannot be read ({reason})"
-        ) from None
+        with open(path, "rb") as file:
+            content = file.read(MAX_VALUE_FILE_SIZE + 1)
+    except OSError as error:
+        raise _unreadable(spec, path, error.strerror or repr(error)) from None
+    if len(content) > MAX_VALUE_FILE_SIZE:
+        raise _unreadable(spec, path, f"over {MAX_VALUE_FILE_SIZE // 1024} KiB")
+    try:
+        text = content.decode("utf-8")
+    except UnicodeDecodeError:
+        raise _unreadable(spec, path, "not UTF-8 text") from None
     # A file written by `echo` or an editor ends with a line break; a Kubernetes Secret's does not.
     return text.removesuffix("\n").removesuffix("\r")
+
+
+def _unreadable(spec: SettingSpec, path: str, reason: str) -> SettingsError:
+    return SettingsError(
+        f"setting {spec.key}: the file {path} named by {spec.file_env_var} cannot be read ({reason})"
+    )
 
 
 def _read_config_file(
