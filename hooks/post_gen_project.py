@@ -204,6 +204,7 @@ REQUIREMENT_NAME = re.compile(r"\s*([A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?)"
 MODULE_OF_DISTRIBUTION = [
     (re.compile(r"pyyaml"), "yaml"),
     (re.compile(r"nats_py"), "nats"),
+    (re.compile(r"swagger_ui_py"), "swagger_ui"),
     (re.compile(r"opentelemetry_.+"), "opentelemetry"),  # one namespace package, many distributions
     (re.compile(r"types_.+"), None),  # type stubs: nothing importable
 ]
