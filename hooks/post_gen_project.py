@@ -59,6 +59,7 @@ PROJECT_SLUG = json.loads({{ cookiecutter.project_slug | tojson | tojson }})
 DATABASE = json.loads({{ cookiecutter.database | tojson | tojson }})
 CACHE = json.loads({{ cookiecutter.cache | tojson | tojson }})
 BROKER = json.loads({{ cookiecutter.broker | tojson | tojson }})
+AUTH = json.loads({{ cookiecutter.auth | tojson | tojson }})
 SUPPORTED_PYTHONS = json.loads({{ cookiecutter._supported_pythons | tojson | tojson }})
 HTTP_PORT = json.loads({{ cookiecutter.http_port | tojson | tojson }})
 AUTHOR_NAME = json.loads({{ cookiecutter.author_name | tojson | tojson }})
@@ -120,6 +121,16 @@ BROKER_FILES = [
     "charts/{slug}/templates/worker-servicemonitor.yaml",
     "charts/{slug}/ci/worker-values.yaml",
     "scripts/bench_messages.py",
+]
+# What auth = oidc brings (bearer tokens checked against an identity provider's keys).
+OIDC_FILES = [
+    "src/{package}/chassis/auth.py",
+    "src/{package}/chassis/caller.py",
+    "src/{package}/chassis/signing_keys.py",
+    "src/{package}/chassis/upstream_credentials.py",
+    "tests/identity_provider.py",
+    "tests/test_auth.py",
+    "tests/test_upstream_credentials.py",
 ]
 # Each broker's client, one of which becomes chassis/broker.py.
 BROKER_MODULES = {
@@ -513,6 +524,8 @@ def prune(project: Path) -> None:
     unwanted += [path for broker, path in BROKER_MODULES.items() if broker != BROKER]
     unwanted += [path for broker, path in BROKER_PROBES.items() if broker != BROKER]
     unwanted += [path for broker, path in BROKER_ONLY_TESTS.items() if broker != BROKER]
+    if AUTH != "oidc":
+        unwanted += OIDC_FILES
     if BROKER == "none":
         unwanted += BROKER_FILES + OUTBOX_FILES + DIRECT_PUBLISHING_FILES
     else:

@@ -29,6 +29,7 @@ ANSWERS = {
     "database": json.loads({{ cookiecutter.database | tojson | tojson }}),
     "cache": json.loads({{ cookiecutter.cache | tojson | tojson }}),
     "broker": json.loads({{ cookiecutter.broker | tojson | tojson }}),
+    "auth": json.loads({{ cookiecutter.auth | tojson | tojson }}),
     "verify": json.loads({{ cookiecutter.verify | tojson | tojson }}),
 }
 
@@ -63,6 +64,7 @@ CHOICES = {
     "database": ("none", "postgresql"),
     "cache": ("none", "redis"),
     "broker": ("none", "rabbitmq", "nats"),
+    "auth": ("none", "oidc"),
 }
 TRUE_WORDS = {"true", "yes", "y", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "0", "off"}
@@ -171,6 +173,7 @@ def main() -> int:
         lambda: check_choice("database"),
         lambda: check_choice("cache"),
         lambda: check_choice("broker"),
+        lambda: check_choice("auth"),
         check_verify,
     ]
     errors = []

@@ -25,7 +25,7 @@ from pathlib import Path
 TEMPLATE = Path(__file__).resolve().parents[2]
 PROJECT_DIR = TEMPLATE / "{{cookiecutter.project_slug}}"
 ANSWERS = {"project_name": "My Service", "project_slug": "my-service", "package_name": "my_service", "http_port": "8000"}
-FULL = {"database": "postgresql", "cache": "redis", "broker": "rabbitmq"}
+FULL = {"database": "postgresql", "cache": "redis", "broker": "rabbitmq", "auth": "oidc"}
 # The renders that tell the broker's lines apart: the other broker's, and one without a database.
 OTHER_BROKER = {**FULL, "broker": "nats"}
 NO_DATABASE = {**FULL, "database": "none"}
@@ -43,7 +43,10 @@ CONDITIONS = {
     "database": 'cookiecutter.database == "postgresql"',
     "cache": 'cookiecutter.cache == "redis"',
     "broker": 'cookiecutter.broker != "none"',
+    "auth": 'cookiecutter.auth == "oidc"',
 }
+# What auth = oidc adds to every upstream: how its calls get credentials.
+UPSTREAM_CREDENTIALS = ("credentials", "token_url", "client_id", "client_secret", "token_scope")
 RABBITMQ = 'cookiecutter.broker == "rabbitmq"'
 
 
@@ -153,6 +156,8 @@ def blocks_by_service(lines: list[str]) -> list[str]:
 
 
 def mentions(line: str, service: str) -> bool:
+    if service == "auth" and line.startswith(tuple(f"| `upstreams.<name>.{name}`" for name in UPSTREAM_CREDENTIALS)):
+        return True
     return line.startswith((f"{service}:", f"| `{service}."))
 
 

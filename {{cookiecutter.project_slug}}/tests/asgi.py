@@ -8,6 +8,10 @@ import json
 from typing import Any
 
 from quart import Quart
+{%- if cookiecutter.auth == "oidc" %}
+
+from .identity_provider import shared_identity_provider
+{%- endif %}
 
 
 @dataclasses.dataclass
@@ -31,7 +35,16 @@ async def asgi_request(
     client: tuple[str, int] = ("127.0.0.1", 50000),
     scope_type: str = "http",
 ) -> Answer:
-    """Send one request through the whole middleware stack; returns what the app answered."""
+    """Send one request through the whole middleware stack; returns what the app answered.
+{%- if cookiecutter.auth == "oidc" %}
+
+    Unless ``headers`` has one, an ``Authorization`` header with the shared identity provider's
+    token is added (as the test clients of ``tests/apps.py`` do).
+    {% endif %}"""
+{%- if cookiecutter.auth == "oidc" %}
+    if all(name.lower() != b"authorization" for name, _ in headers):
+        headers = [*headers, (b"authorization", f"Bearer {shared_identity_provider().token()}".encode())]
+{%- endif %}
     scope = {
         "type": scope_type,
         "asgi": {"version": "3.0"},

@@ -10,7 +10,6 @@ from prometheus_client import CollectorRegistry
 from quart.typing import TestClientProtocol as QuartClient
 from redis.asyncio import Redis
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.cache import Cache, CacheMetrics
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
@@ -22,6 +21,8 @@ from {{ cookiecutter.package_name }}.services.items import (
     NewItem,
 )
 from {{ cookiecutter.package_name }}.settings import CacheSettings, Settings
+
+from .apps import create_app_from
 
 from .test_cache import unreachable_cache_url
 
@@ -94,7 +95,7 @@ async def test_reads_go_to_the_repository_while_the_cache_is_down(behind: Counti
     settings = CacheSettings(url=unreachable_cache_url(), timeout=0.2)
     cache = Cache(settings, metrics=CacheMetrics(registry))
     items = CachedItemRepository(behind, cache, ttl=TTL, key_prefix="test")
-    app = create_app(Settings(cache=settings), services=Services(items=items, backing={"cache": cache}))
+    app = create_app_from(Settings(cache=settings), services=Services(items=items, backing={"cache": cache}))
     client: QuartClient = app.test_client()
     async with app.test_app():
         await part_of(app, Lifecycle).wait_until_started()

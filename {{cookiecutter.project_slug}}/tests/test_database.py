@@ -10,7 +10,6 @@ from click.testing import CliRunner
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.database import (
     Database,
     DatabaseUnavailableError,
@@ -19,6 +18,8 @@ from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings
+
+from .apps import create_app_from
 
 from .tcp_proxy import TcpProxy
 from .test_postgres_items import postgres_services
@@ -83,7 +84,7 @@ async def test_an_outage_is_503_and_not_ready_until_the_database_is_back(
     proxy = proxy_to(migrated_database_settings)
     await proxy.open()
     settings = through(proxy, migrated_database_settings)
-    app = create_app(Settings(database=settings), services=postgres_services(settings))
+    app = create_app_from(Settings(database=settings), services=postgres_services(settings))
     client = app.test_client()
     try:
         async with app.test_app():

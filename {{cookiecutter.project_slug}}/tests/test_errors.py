@@ -7,6 +7,8 @@ from typing import Any
 
 from quart.typing import TestClientProtocol as QuartClient
 
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import HttpSettings, Settings
 
 from .apps import create_test_app
@@ -41,6 +43,7 @@ async def test_malformed_json_is_400_and_other_media_types_415(client: QuartClie
 async def test_a_body_over_the_limit_is_413() -> None:
     app = create_test_app(Settings(http=HttpSettings(max_body_size=100)))
     async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
         response = await app.test_client().post("/items", json={"name": "x" * 200, "price_cents": 1})
         await problem_of(response, 413)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import os
 import threading
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -234,7 +235,7 @@ class SettingsWithCatalog(Settings):
 def test_upstreams_are_settings_like_any_other(tmp_path: Path) -> None:
     config = tmp_path / "settings.yml"
     config.write_text("upstreams:\n  catalog:\n    retries: 4\n", encoding="utf-8")
-    environ = {f"{ENV_PREFIX}_UPSTREAMS_CATALOG_BASE_URL": "http://catalog:8080"}
+    environ = {**os.environ, f"{ENV_PREFIX}_UPSTREAMS_CATALOG_BASE_URL": "http://catalog:8080"}
     loaded = load_settings(environ=environ, config_file=config, root=SettingsWithCatalog)
     catalog = cast(CatalogUpstreams, loaded.settings.upstreams).catalog
     assert (catalog.base_url, catalog.retries, catalog.read_timeout) == ("http://catalog:8080", 4, 10.0)

@@ -7,10 +7,13 @@ from typing import Any
 from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
-from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
+from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepository, NewItem
 from {{ cookiecutter.package_name }}.settings import Settings
+
+from .apps import create_app_from
 
 LAMP = {"name": "lamp", "description": "A desk lamp.", "price_cents": 1999}
 
@@ -96,8 +99,9 @@ async def test_a_bad_page_is_a_422_problem(client: QuartClient) -> None:
 async def test_the_repository_can_be_substituted() -> None:
     repository = InMemoryItemRepository()
     await repository.add(NewItem(name="seeded", description="", price_cents=5))
-    app: Quart = create_app(Settings(), services=Services(items=repository))
+    app: Quart = create_app_from(Settings(), services=Services(items=repository))
     async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
         body = await (await app.test_client().get("/items/1")).get_json()
     assert body["name"] == "seeded"
 

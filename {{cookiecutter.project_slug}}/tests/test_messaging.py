@@ -16,7 +16,6 @@ from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 from quart import Quart
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.broker import Broker
 from {{ cookiecutter.package_name }}.chassis.consumers import (
     Consumer,
@@ -43,6 +42,7 @@ from {{ cookiecutter.package_name }}.settings import (
 )
 {%- endif %}
 
+from .apps import create_app_from
 from .broker_probe import BrokerProbe
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -62,7 +62,7 @@ async def broker_app(broker_settings: BrokerSettings, probe: BrokerProbe) -> Asy
     """The app as it runs: items in memory, events published after each change, consumers on."""
     settings = Settings(broker=broker_settings)
 {%- endif %}
-    app = create_app(settings)
+    app = create_app_from(settings)
     async with app.test_app():
         await part_of(app, Lifecycle).wait_until_started()
         await probe.watch_events()

@@ -33,6 +33,9 @@ from {{ cookiecutter.package_name }}.settings import (
 )
 
 from .apps import create_test_app
+{%- if cookiecutter.auth == "oidc" %}
+from .identity_provider import shared_identity_provider
+{%- endif %}
 
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 PARENT_SPAN_ID = "00f067aa0ba902b7"
@@ -299,6 +302,12 @@ async def test_sample_ratio_applies_to_new_traces_only(
     assert names == [TRACE_ID]
 
 
+{% if cookiecutter.auth == "oidc" -%}
+def authorization() -> list[tuple[bytes, bytes]]:
+    return [(b"authorization", f"Bearer {shared_identity_provider().token()}".encode())]
+
+
+{% endif -%}
 async def test_a_client_that_leaves_before_its_answer_is_counted_as_499(json_logs: io.StringIO) -> None:
     """Not as a 500: no server error happened, and none was sent."""
     app = await started_app(Settings())
@@ -316,10 +325,15 @@ async def test_a_client_that_leaves_before_its_answer_is_counted_as_499(json_log
     scope = {
         "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST", "scheme": "http",
         "path": "/items", "raw_path": b"/items", "query_string": b"", "root_path": "",
+{%- if cookiecutter.auth == "oidc" %}
+        "headers": [(b"host", b"localhost"), (b"content-type", b"application/json"), *authorization()],
+{%- else %}
         "headers": [(b"host", b"localhost"), (b"content-type", b"application/json")],
+{%- endif %}
         "client": ("127.0.0.1", 50000), "server": ("127.0.0.1", 8000),
     }  # fmt: skip
     async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
         await app(scope, receive, send)  # type: ignore[arg-type]
         text = await (await app.test_client().get("/metrics")).get_data(as_text=True)
     assert 'http_requests_total{method="POST",route="/items",status="499"} 1.0' in text

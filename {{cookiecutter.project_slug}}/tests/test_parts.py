@@ -12,8 +12,7 @@ from {{ cookiecutter.package_name }}.settings import Settings
 from .apps import create_test_app
 
 
-def test_the_app_holds_its_settings_and_parts_by_type() -> None:
-    settings = Settings()
+def test_the_app_holds_its_settings_and_parts_by_type(settings: Settings) -> None:
     app = create_test_app(settings)
     assert part_of(app, Settings) is settings
     assert isinstance(part_of(app, Health), Health)

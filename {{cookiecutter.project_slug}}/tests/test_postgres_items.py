@@ -8,7 +8,6 @@ import pytest
 from quart import Quart
 from quart.typing import TestClientProtocol as QuartClient
 
-from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.database import Database
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
@@ -16,6 +15,8 @@ from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.items import ItemNameTakenError, NewItem
 from {{ cookiecutter.package_name }}.services.postgres_items import PostgresItemRepository
 from {{ cookiecutter.package_name }}.settings import DatabaseSettings, Settings
+
+from .apps import create_app_from
 
 LAMP = NewItem(name="lamp", description="A desk lamp.", price_cents=1999)
 CHAIR = NewItem(name="chair", description="", price_cents=4500)
@@ -36,7 +37,7 @@ def postgres_services(settings: DatabaseSettings) -> Services:
 async def db_app(migrated_database_settings: DatabaseSettings) -> AsyncIterator[Quart]:
     """The app with its items in a fresh schema of the test database."""
     settings = Settings(database=migrated_database_settings)
-    app = create_app(settings, services=postgres_services(migrated_database_settings))
+    app = create_app_from(settings, services=postgres_services(migrated_database_settings))
     async with app.test_app():
         await part_of(app, Lifecycle).wait_until_started()
         yield app

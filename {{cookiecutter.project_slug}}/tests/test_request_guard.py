@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from {{ cookiecutter.package_name }}.chassis.health import Health
+from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import HttpSettings, Settings
 
@@ -45,6 +46,7 @@ async def test_two_host_headers_are_400() -> None:
 async def test_a_head_over_max_header_size_is_431() -> None:
     app = create_test_app(Settings(http=HttpSettings(max_header_size=2048)))
     async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
         small = await asgi_request(app, "GET", "/items", [HOST, (b"x-note", b"n" * 1000)])
         large = await asgi_request(app, "GET", "/items", [HOST, (b"x-note", b"n" * 3000)])
     assert small.status == 200

@@ -26,6 +26,10 @@ from {{ cookiecutter.package_name }}.settings import (
     ServerSettings,
     Settings,
 )
+{%- if cookiecutter.auth == "oidc" %}
+
+from .identity_provider import shared_identity_provider
+{%- endif %}
 
 START_TIMEOUT = 20.0
 SERVICE_COMMAND = [sys.executable, "-m", "{{ cookiecutter.package_name }}"]
@@ -48,9 +52,18 @@ def free_port() -> int:
         return port
 
 
+def local_request(url: str) -> urllib.request.Request:
+{%- if cookiecutter.auth == "oidc" %}
+    """A GET of ``url`` with a token the service trusts (it is given no other identity provider)."""
+    return urllib.request.Request(url, headers=shared_identity_provider().authorization())  # noqa: S310
+{%- else %}
+    return urllib.request.Request(url)  # noqa: S310 - local test server
+{%- endif %}
+
+
 def get_json(url: str) -> tuple[int, dict[str, object]]:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local test server
+        with urllib.request.urlopen(local_request(url), timeout=2) as response:  # noqa: S310 - local test server
             return response.status, json.load(response)
     except urllib.error.HTTPError as error:
         with error:  # an error response is a file too; Python 3.14 warns when it is left open
@@ -105,6 +118,9 @@ def service_env(
 {%- endif %}
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SHUTDOWN_DELAY": "0.2",  # no load balancer to wait for
+{%- if cookiecutter.auth == "oidc" %}
+        **shared_identity_provider().environment(),
+{%- endif %}
     }
 
 
@@ -183,7 +199,7 @@ def test_an_unparsable_request_gets_a_problem(service: tuple[subprocess.Popen[st
 
 def status_of(url: str) -> int:
     try:
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - local test server
+        with urllib.request.urlopen(local_request(url), timeout=2) as response:  # noqa: S310 - local test server
             return int(response.status)
     except urllib.error.HTTPError as error:
         with error:

@@ -6,18 +6,34 @@ import dataclasses
 import subprocess
 import sys
 from pathlib import Path
+{%- if cookiecutter.auth == "oidc" %}
+from typing import Any
+{%- endif %}
 
 import pytest
 import yaml
 
 from {{ cookiecutter.package_name }}.chassis.config import (
     REDACTED,
+{%- if cookiecutter.auth == "oidc" %}
+    LoadedSettings,
+{%- endif %}
     SettingsError,
     check_http_url,
     redact_url,
     section,
     setting,
 )
+{%- if cookiecutter.auth == "oidc" %}
+from {{ cookiecutter.package_name }}.settings import (
+    CONFIG_ENV_VAR,
+    AuthSettings,
+    Settings,
+    dump_settings,
+)
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
+from {{ cookiecutter.package_name }}.settings import load_settings as load_settings_of_the_service
+{%- else %}
 from {{ cookiecutter.package_name }}.settings import (
     CONFIG_ENV_VAR,
     Settings,
@@ -25,8 +41,18 @@ from {{ cookiecutter.package_name }}.settings import (
     load_settings,
 )
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
+{%- endif %}
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+{%- if cookiecutter.auth == "oidc" %}
+# With auth = oidc, two settings have no default; every load below names them.
+ISSUER, AUDIENCE = "https://idp.example.test", "https://api.example.test"
+IDENTITY_PROVIDER = {f"{PREFIX}_AUTH_ISSUER": ISSUER, f"{PREFIX}_AUTH_AUDIENCE": AUDIENCE}
+
+
+def load_settings(*, environ: dict[str, str], **kwargs: Any) -> LoadedSettings[Any]:
+    return load_settings_of_the_service(environ={**IDENTITY_PROVIDER, **environ}, **kwargs)
+{%- endif %}
 
 
 def write_config(path: Path, text: str) -> Path:
@@ -36,8 +62,13 @@ def write_config(path: Path, text: str) -> Path:
 
 def test_defaults_when_nothing_is_set() -> None:
     loaded = load_settings(environ={})
+{%- if cookiecutter.auth == "oidc" %}
+    assert loaded.settings == Settings(auth=AuthSettings(issuer=ISSUER, audience=AUDIENCE))
+    assert {source for key, source in loaded.sources.items() if not key.startswith("auth.")} == {"default"}
+{%- else %}
     assert loaded.settings == Settings()
     assert set(loaded.sources.values()) == {"default"}
+{%- endif %}
     assert loaded.config_file is None
 
 

@@ -26,6 +26,9 @@ import pytest
 
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
 
+{% if cookiecutter.auth == "oidc" -%}
+from .identity_provider import shared_identity_provider
+{% endif -%}
 from .test_serve import free_port, get_json, running, wait_until_ready
 
 DELAY = 1.0
@@ -97,6 +100,9 @@ def slow_service_command(tmp_path: Path, port: int, **settings: str) -> tuple[li
         f"{PREFIX}_SERVER_HOST": "127.0.0.1",
         f"{PREFIX}_SERVER_PORT": str(port),
         **{f"{PREFIX}_{name.upper()}": value for name, value in settings.items()},
+{%- if cookiecutter.auth == "oidc" %}
+        **shared_identity_provider().environment(),
+{%- endif %}
     }
     return [sys.executable, str(script)], env
 
@@ -200,7 +206,12 @@ def start_slow_upload(port: int) -> socket.socket:
     slow = socket.create_connection(("127.0.0.1", port), timeout=5)
     slow.sendall(
         b"POST /items HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+{%- if cookiecutter.auth == "oidc" %}
+        + f"Authorization: Bearer {shared_identity_provider().token()}\r\n".encode()
+        + b"Content-Length: 100000\r\n\r\n{"
+{%- else %}
         b"Content-Length: 100000\r\n\r\n{"
+{%- endif %}
     )
     slow.settimeout(0.05)
     return slow

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from . import DISTRIBUTION_NAME, __version__
 from .chassis import api_docs, info
+{%- if cookiecutter.auth == "oidc" %}
+from .chassis.auth import install_auth
+{%- endif %}
 from .chassis.errors import install_errors
 from .chassis.health import Health, install_health
 from .chassis.http_client import HttpClientMetrics, Upstreams
@@ -79,6 +82,9 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     app.register_blueprint(info.blueprint)
     if api:
         install_openapi(app, BLUEPRINTS, title=DISTRIBUTION_NAME, version=__version__)
+{%- if cookiecutter.auth == "oidc" %}
+        install_auth(app, settings.auth, lifecycle, BLUEPRINTS, registry=metrics.registry)
+{%- endif %}
         app.register_blueprint(api_docs.blueprint)
         for blueprint in BLUEPRINTS:
             app.register_blueprint(blueprint)

@@ -45,6 +45,9 @@ CONFIG_ENV_VAR = config.config_env_var(ENV_PREFIX)
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console"]
 EventLoop = Literal["auto", "asyncio", "uvloop"]
+{%- if cookiecutter.auth == "oidc" %}
+UpstreamCredentials = Literal["none", "forward", "client_credentials"]
+{%- endif %}
 
 # A comma-separated list of origins (scheme://host[:port]), or "*", or nothing.
 _ORIGINS = r"|\*|https?://[^\s,/]+(\s*,\s*https?://[^\s,/]+)*"
@@ -245,6 +248,26 @@ class UpstreamSettings:
         minimum=0.001,
         maximum=3600,
     )
+{%- if cookiecutter.auth == "oidc" %}
+    credentials: UpstreamCredentials = setting(
+        default="none",
+        help="What the calls carry: none; forward (the caller's bearer token); client_credentials "
+        "(this service's own token, from token_url with client_id and client_secret).",
+    )
+    token_url: str | None = setting(
+        default=None,
+        help="OAuth 2.0 token endpoint for credentials = client_credentials.",
+        pattern=(r"https?://\S+", "an http:// or https:// URL"),
+        check=check_http_url,
+    )
+    client_id: str | None = setting(default=None, help="This service's client id at token_url.")
+    client_secret: str | None = setting(
+        default=None, help="This service's client secret at token_url.", secret=True
+    )
+    token_scope: str = setting(
+        default="", help="Scopes to ask token_url for, space-separated; empty: the client's default."
+    )
+{%- endif %}
 
 
 def upstream(base_url: str) -> Any:
@@ -261,6 +284,61 @@ class UpstreamsSettings:
     """
 
 
+{% if cookiecutter.auth == "oidc" -%}
+# Signature algorithms with a public key: never "none", never HMAC (whose key a JWKS would publish).
+ASYMMETRIC_ALGORITHMS = (
+    *("RS256", "RS384", "RS512", "PS256", "PS384", "PS512"),  # RSA
+    *("ES256", "ES384", "ES512"),  # elliptic curves
+    *("EdDSA", "Ed25519"),  # Edwards curves (Ed25519 is the new name, RFC 9864)
+)
+_ALGORITHMS = "|".join(ASYMMETRIC_ALGORITHMS)
+
+
+@section
+class AuthSettings:
+    """Who may call the API: bearer tokens (JWTs) an OpenID Connect identity provider issued."""
+
+    issuer: str | None = setting(
+        default=None,
+        help="The identity provider's issuer URL (required unless jwks_url is set): tokens must carry "
+        "it as iss, and unless jwks_url is set, <issuer>/.well-known/openid-configuration names the "
+        "signing keys.",
+        pattern=(r"https?://\S+", "an http:// or https:// URL"),
+        check=check_http_url,
+    )
+    jwks_url: str | None = setting(
+        default=None,
+        help="URL of the signing keys (a JWKS), instead of discovering it from the issuer.",
+        pattern=(r"https?://\S+", "an http:// or https:// URL"),
+        check=check_http_url,
+    )
+    audience: str | None = setting(
+        default=None,
+        help="What tokens must name in aud (required): this API's identifier at the identity provider.",
+    )
+    algorithms: str = setting(
+        default="RS256,ES256,EdDSA",
+        help=f"Signature algorithms accepted, comma-separated, of {', '.join(ASYMMETRIC_ALGORITHMS)}.",
+        pattern=(rf"({_ALGORITHMS})(\s*,\s*({_ALGORITHMS}))*", "asymmetric algorithms such as RS256,ES256"),
+    )
+    leeway: int = setting(
+        default=30, help="Seconds of clock skew allowed when checking exp and nbf.", minimum=0, maximum=300
+    )
+    keys_refresh_interval: float = setting(
+        default=300.0,
+        help="Seconds between two fetches of the signing keys (a failed fetch keeps the keys held).",
+        minimum=1,
+        maximum=86_400,
+    )
+    keys_refetch_interval: float = setting(
+        default=30.0,
+        help="Least seconds between two fetches a token signed with an unknown key may cause.",
+        minimum=0.1,
+        maximum=3600,
+    )
+
+
+{% endif -%}
 {% if cookiecutter.database == "postgresql" -%}
 # postgresql://user:password@host:port/database, optionally with ?options.
 _POSTGRES_URL = r"postgres(ql)?(\+asyncpg)?://[^\s/?#]+/[^\s/?#]+(\?\S*)?"
@@ -461,6 +539,9 @@ class Settings:
     resources: ResourcesSettings = dataclasses.field(default_factory=ResourcesSettings)
     shutdown: ShutdownSettings = dataclasses.field(default_factory=ShutdownSettings)
     upstreams: UpstreamsSettings = dataclasses.field(default_factory=UpstreamsSettings)
+{%- if cookiecutter.auth == "oidc" %}
+    auth: AuthSettings = dataclasses.field(default_factory=AuthSettings)
+{%- endif %}
 {%- if cookiecutter.database == "postgresql" %}
     database: DatabaseSettings = dataclasses.field(default_factory=DatabaseSettings)
 {%- endif %}
@@ -498,6 +579,21 @@ def check_across_sections(settings: Settings) -> None:
         raise SettingsError(
             f"invalid setting management.port = {port}: expected a port other than server.port"
         )
+{%- if cookiecutter.auth == "oidc" %}
+    if settings.auth.issuer is None and settings.auth.jwks_url is None:
+        raise SettingsError("missing setting auth.issuer: the identity provider (or auth.jwks_url) is needed")
+    if settings.auth.audience is None:
+        raise SettingsError("missing setting auth.audience: what tokens for this API name in aud")
+    for field in dataclasses.fields(settings.upstreams):
+        upstream = getattr(settings.upstreams, field.name)
+        if upstream.credentials != "client_credentials":
+            continue
+        for name in ("token_url", "client_id", "client_secret"):
+            if getattr(upstream, name) is None:
+                raise SettingsError(
+                    f"missing setting upstreams.{field.name}.{name}: client_credentials needs it"
+                )
+{%- endif %}
 
 
 def dump_settings(loaded: LoadedSettings[Any]) -> str:

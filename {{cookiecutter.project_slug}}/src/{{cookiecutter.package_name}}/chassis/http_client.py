@@ -11,6 +11,10 @@ around an ``httpx.AsyncClient``, and every call it makes:
   PATCH that reached the upstream is never sent twice;
 - goes through a circuit breaker: while the upstream keeps failing, calls fail
   at once with ``CircuitOpenError`` (answered as 503 by the error handlers);
+{%- if cookiecutter.auth == "oidc" %}
+- carries the credentials ``credentials`` names: none, the caller's token or this
+  service's own (``upstream_credentials``);
+{%- endif %}
 - carries ``traceparent`` and ``X-Request-ID``, is a client span, and is counted
   by upstream name (never by URL) in ``http_client_requests_total`` and
   ``http_client_request_duration_seconds``; the breaker's state is the
@@ -36,6 +40,9 @@ from .logging import current_request_id
 from .metrics import LATENCY_BUCKETS
 from .request_id import HEADER as REQUEST_ID_HEADER
 from .tracing import Tracing
+{%- if cookiecutter.auth == "oidc" %}
+from .upstream_credentials import TokenEndpointError, credentials_for
+{%- endif %}
 
 IDEMPOTENT_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "PUT", "DELETE", "TRACE"})
 # Answers that say "try again": an idempotent call is retried on them.
@@ -118,6 +125,9 @@ class HttpClient(Resource):
         self._tracing = tracing
         self._transport = transport
         self._client: httpx.AsyncClient | None = None
+{%- if cookiecutter.auth == "oidc" %}
+        self._credentials = credentials_for(settings, transport=transport)
+{%- endif %}
         state_gauge = metrics.circuit_state.labels(name)
         state_gauge.set(CircuitState.CLOSED)
         self.breaker = CircuitBreaker(
@@ -139,6 +149,9 @@ class HttpClient(Resource):
     async def stop(self) -> None:
         if self._client is not None:
             await self._client.aclose()
+{%- if cookiecutter.auth == "oidc" %}
+        await self._credentials.aclose()
+{%- endif %}
 
     def health_checks(self) -> list[ResourceCheck]:
         # Not critical: an upstream's trouble must not take this service out of the load balancer.
@@ -207,10 +220,20 @@ class HttpClient(Resource):
     ) -> httpx.Response:
         if self._client is None:
             raise RuntimeError(f"the client of upstream {self.name!r} is not started")
+{%- if cookiecutter.auth == "oidc" %}
+        try:
+            credentials = await self._credentials.headers()
+        except TokenEndpointError as error:  # before the breaker: the upstream is not at fault
+            raise UpstreamError(self.name, str(error)) from None
+{%- endif %}
         self.breaker.before_call()
         span = self._tracing.start_client_span(self.name, method)
         request_id = current_request_id()
+{%- if cookiecutter.auth == "oidc" %}
+        outgoing = {**headers, **credentials, **span.headers}
+{%- else %}
         outgoing = {**headers, **span.headers}
+{%- endif %}
         if request_id is not None:
             outgoing[REQUEST_ID_HEADER] = request_id
         started = time.perf_counter()
@@ -229,6 +252,10 @@ class HttpClient(Resource):
             label = NO_RESPONSE if status is None else str(status)
             self._metrics.requests.labels(self.name, method, label).inc()
             span.end(status)
+{%- if cookiecutter.auth == "oidc" %}
+        if response.status_code == 401:
+            self._credentials.refused()
+{%- endif %}
         if response.status_code >= 500:
             self.breaker.record_failure()
         else:

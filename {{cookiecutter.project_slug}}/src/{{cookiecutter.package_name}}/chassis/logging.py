@@ -35,6 +35,21 @@ LIBRARY_LOGGERS = (
 )
 
 
+{% if cookiecutter.auth == "oidc" -%}
+@dataclasses.dataclass(slots=True)
+class RequestFields:
+    """What every log line written while handling a request carries.
+
+    The caller's ``subject`` and ``client_id`` are filled in once the token is verified
+    (``note_caller``): the access line, written after the request, carries them too.
+    """
+
+    request_id: str
+    trace_id: str
+    span_id: str
+    subject: str | None = None
+    client_id: str | None = None
+{%- else -%}
 @dataclasses.dataclass(frozen=True, slots=True)
 class RequestFields:
     """What every log line written while handling a request carries."""
@@ -42,6 +57,7 @@ class RequestFields:
     request_id: str
     trace_id: str
     span_id: str
+{%- endif %}
 
 
 _DETAIL_LINE = re.compile(r"\n\s*DETAIL:[^\n]*")
@@ -76,6 +92,15 @@ def current_request_id() -> str | None:
     """The id of the request being handled, if any."""
     fields = _request_fields.get()
     return None if fields is None else fields.request_id
+{%- if cookiecutter.auth == "oidc" %}
+
+
+def note_caller(subject: str, client_id: str | None) -> None:
+    """Name the request's caller in its log lines and its access line (never its token)."""
+    fields = _request_fields.get()
+    if fields is not None:
+        fields.subject, fields.client_id = subject, client_id
+{%- endif %}
 
 
 def configure_logging(settings: LoggingSettings, *, service: str, version: str) -> None:
@@ -244,6 +269,11 @@ class _AccessLineWriter:
         if fields is not None:  # ids are hex or sanitized: nothing to escape
             ids = f', "request_id": "{fields.request_id}", "trace_id": "{fields.trace_id}"'
             ids += f', "span_id": "{fields.span_id}"'
+{%- if cookiecutter.auth == "oidc" %}
+            if fields.subject is not None:  # from a verified token, but any text: escaped
+                client_id = "null" if fields.client_id is None else _quote(fields.client_id)
+                ids += f', "subject": {_quote(fields.subject)}, "client_id": {client_id}'
+{%- endif %}
         client_text = "null" if client is None else _quote(client)
         return (
             f'{self._prefix}, "method": {_quote(method)}, "path": {_quote(path)}, "route": {_quote(route)}, '
@@ -262,6 +292,10 @@ class _AccessLineWriter:
     ) -> str:
         """For humans, as the console format's other lines read; client text escaped as in JSON."""
         request_id = f" request_id={fields.request_id}" if fields is not None else ""
+{%- if cookiecutter.auth == "oidc" %}
+        if fields is not None and fields.subject is not None:
+            request_id += f" subject={_quote(fields.subject)[1:-1]}"
+{%- endif %}
         return (
             f"{self._timestamp()} [info     ] request {method} {_quote(path)[1:-1]} {status} "
             f"{duration_ms:.1f} ms [access] client={client}{request_id}\n"
@@ -324,6 +358,11 @@ def _add_request_fields(_: WrappedLogger, __: str, event: EventDict) -> EventDic
         event["request_id"] = fields.request_id
         event["trace_id"] = fields.trace_id
         event["span_id"] = fields.span_id
+{%- if cookiecutter.auth == "oidc" %}
+        if fields.subject is not None:
+            event["subject"] = fields.subject
+            event["client_id"] = fields.client_id
+{%- endif %}
     return event
 
 

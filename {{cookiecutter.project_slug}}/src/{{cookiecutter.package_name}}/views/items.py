@@ -4,6 +4,11 @@ The request and response models below are the API's contract: quart-schema
 validates requests against them (invalid ones get a 422 problem) and documents
 them in ``/openapi.json``.  The handlers hold no storage logic: they use the
 ``ItemRepository`` of ``services``.
+{%- if cookiecutter.auth == "oidc" %}
+
+Every route needs a bearer token (``chassis/auth.py``): reading takes the ``items:read``
+scope, changing ``items:write``.
+{%- endif %}
 """
 
 from __future__ import annotations
@@ -16,6 +21,9 @@ from quart import Blueprint, Response, current_app, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import Conflict, NotFound
 
+{% if cookiecutter.auth == "oidc" -%}
+from ..chassis.auth import requires_scopes
+{% endif -%}
 from ..chassis.openapi import documents_no_content, documents_problems, empty_response
 from ..chassis.parts import part_of
 from ..services import Services
@@ -101,6 +109,9 @@ def _refuse_ids_past_int64(item_id: int) -> None:
 
 
 @blueprint.post("")
+{%- if cookiecutter.auth == "oidc" %}
+@requires_scopes("items:write")
+{%- endif %}
 @validate_request(ItemIn)
 @validate_response(ItemOut, 201)
 @documents_problems(409, 415, 422)
@@ -114,6 +125,9 @@ async def create_item(data: ItemIn) -> tuple[ItemOut, int, dict[str, str]]:
 
 
 @blueprint.get("/<int:item_id>")
+{%- if cookiecutter.auth == "oidc" %}
+@requires_scopes("items:read")
+{%- endif %}
 @validate_response(ItemOut)
 @documents_problems(404)
 async def get_item(item_id: int) -> ItemOut:
@@ -126,6 +140,9 @@ async def get_item(item_id: int) -> ItemOut:
 
 
 @blueprint.put("/<int:item_id>")
+{%- if cookiecutter.auth == "oidc" %}
+@requires_scopes("items:write")
+{%- endif %}
 @validate_request(ItemIn)
 @validate_response(ItemOut)
 @documents_problems(404, 409, 415, 422)
@@ -142,6 +159,9 @@ async def replace_item(item_id: int, data: ItemIn) -> ItemOut:
 
 
 @blueprint.delete("/<int:item_id>")
+{%- if cookiecutter.auth == "oidc" %}
+@requires_scopes("items:write")
+{%- endif %}
 @documents_no_content()
 @documents_problems(404)
 async def delete_item(item_id: int) -> Response:
@@ -153,6 +173,9 @@ async def delete_item(item_id: int) -> Response:
 
 
 @blueprint.get("")
+{%- if cookiecutter.auth == "oidc" %}
+@requires_scopes("items:read")
+{%- endif %}
 @validate_querystring(PageQuery)
 @validate_response(ItemPage)
 @documents_problems(422)
