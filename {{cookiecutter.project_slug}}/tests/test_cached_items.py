@@ -23,7 +23,6 @@ from {{ cookiecutter.package_name }}.services.items import (
 from {{ cookiecutter.package_name }}.settings import CacheSettings, Settings
 
 from .apps import create_app_from
-
 from .test_cache import unreachable_cache_url
 
 LAMP = NewItem(name="lamp", description="A desk lamp.", price_cents=1999)

@@ -20,7 +20,6 @@ from {{ cookiecutter.package_name }}.cli import main
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings
 
 from .apps import create_app_from
-
 from .tcp_proxy import TcpProxy
 from .test_postgres_items import postgres_services
 
