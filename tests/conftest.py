@@ -14,6 +14,7 @@ SLOWEST_FIRST = (
     "test_container.py",
     "test_upgrade_path.py",
     "test_pythons_with_servers.py",
+    "test_auth.py",
     "test_readme_answers.py",
     "test_hooks.py",
 )

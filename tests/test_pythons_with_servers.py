@@ -5,7 +5,8 @@ an environment of that Python and runs its whole suite against this machine's Po
 Redis, RabbitMQ and NATS, with none of its tests skipped, and its ``make lint`` passes. (On
 the lowest, the one the template runs on, the broker tier's verified generations run the same
 suites against the same servers.) Together the two variants hold every optional part: the
-database, the cache, the outbox with RabbitMQ, direct publishing with NATS.
+database, the cache, the outbox with RabbitMQ, direct publishing with NATS, bearer tokens
+(auth = oidc, whose own 3.11 run is test_auth's).
 """
 
 from __future__ import annotations
@@ -23,7 +24,9 @@ from servers import PREFIX, server_test_env, throwaway_database
 pytestmark = [pytest.mark.slow, pytest.mark.pythons]
 
 VARIANTS = {
-    "postgresql-redis-rabbitmq": {"database": "postgresql", "cache": "redis", "broker": "rabbitmq"},
+    "postgresql-redis-rabbitmq-oidc": {
+        "database": "postgresql", "cache": "redis", "broker": "rabbitmq", "auth": "oidc",
+    },
     "redis-nats": {"cache": "redis", "broker": "nats"},
 }
 

@@ -1,0 +1,135 @@
+"""auth = oidc, end to end: a verified project, its service as a process, real tokens over HTTP.
+
+The identity provider is the project's own stand-in (``tests/identity_provider.py``: discovery,
+a JWKS and tokens from keys it makes, on 127.0.0.1), run by a driver script in the project's
+environment, which starts the service as ``python -m <package>`` trusting it and sends each
+token.  This test checks what each got, and how often the service asked for the keys.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from helpers import DEFAULT_PACKAGE, clean_env, render
+
+pytestmark = pytest.mark.slow
+
+DRIVER = textwrap.dedent(
+    """
+    import json, os, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request, uuid
+    from tests.identity_provider import IdentityProvider, make_key, unsigned
+
+    def free_port():
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            return probe.getsockname()[1]
+
+    def call(url, token, method="GET", body=None):
+        headers = {"Content-Type": "application/json"}
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        request = urllib.request.Request(url, data=body, method=method, headers=headers)
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                return [response.status, None, response.headers.get("Content-Type")]
+        except urllib.error.HTTPError as error:
+            with error:
+                return [error.code, error.headers.get("WWW-Authenticate"), error.headers.get("Content-Type")]
+
+    idp = IdentityProvider().start()
+    port = free_port()
+    env = {**os.environ, **idp.environment(), "MY_SERVICE_SERVER_HOST": "127.0.0.1",
+           "MY_SERVICE_SERVER_PORT": str(port), "MY_SERVICE_AUTH_KEYS_REFETCH_INTERVAL": "1"}
+    log = tempfile.TemporaryFile("w+")  # not a pipe: 200 access lines would fill one
+    service = subprocess.Popen([sys.executable, "-m", "PACKAGE"], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    results = {}
+    try:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                if call(f"{base}/health/ready", None)[0] == 200:
+                    break
+            except OSError:
+                time.sleep(0.05)
+        now = int(time.time())
+        valid = idp.token()
+        header, body, signature = valid.split(".")
+        results["valid"] = call(f"{base}/items", valid)
+        results["missing"] = call(f"{base}/items", None)
+        results["expired"] = call(f"{base}/items", idp.token(exp=now - 3600))
+        results["not yet valid"] = call(f"{base}/items", idp.token(nbf=now + 3600))
+        results["wrong issuer"] = call(f"{base}/items", idp.token(iss="https://attacker.example"))
+        results["wrong audience"] = call(f"{base}/items", idp.token(aud="https://other.example"))
+        results["alg none"] = call(f"{base}/items", unsigned(valid, alg="none"))
+        results["forged signature"] = call(f"{base}/items", f"{header}.{body}.{signature[::-1]}")
+        results["missing scope"] = call(f"{base}/items", idp.token(scope="items:read"), "POST",
+                                        json.dumps({"name": "lamp", "price_cents": 1}).encode())
+        time.sleep(1.1)
+        fetches = idp.jwks_requests
+        rotated = make_key(kid="key-2")
+        results["unknown key"] = call(f"{base}/items", idp.token(key=rotated))
+        idp.keys.append(rotated)
+        time.sleep(1.1)
+        results["rotated in"] = call(f"{base}/items", idp.token(key=rotated))
+        results["fetches for the rotation"] = idp.jwks_requests - fetches
+        time.sleep(1.1)
+        fetches = idp.jwks_requests
+        forged = [idp.token(key=make_key(kid=f"forged-{uuid.uuid4()}")) for _ in range(5)]
+        results["forged flood"] = sorted({call(f"{base}/items", forged[i % 5])[0] for i in range(200)})
+        results["fetches for the flood"] = idp.jwks_requests - fetches
+        idp.stop()
+        results["identity provider down"] = call(f"{base}/items", valid)
+    finally:
+        service.terminate()
+        service.wait(timeout=20)
+        log.seek(0)
+        output = log.read()
+    results["token in the log"] = valid in output or signature in output
+    results["subject in the access log"] = any(
+        '"subject": "alice"' in line and '"status": 200' in line for line in output.splitlines())
+    print(json.dumps(results))
+    """
+)
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A project with auth = oidc, locked, installed and its own suite passed (the hook verifies it)."""
+    result = render(tmp_path_factory.mktemp("oidc"), {"auth": "oidc"}, skip_lock=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "verified in" in result.stdout, result.stdout
+    return result.project()
+
+
+def test_the_running_service_takes_valid_tokens_only(project: Path) -> None:
+    script = DRIVER.replace("PACKAGE", DEFAULT_PACKAGE).replace("MY_SERVICE", DEFAULT_PACKAGE.upper())
+    python = project / ".venv" / "bin" / "python"
+    result = subprocess.run(
+        [str(python), "-c", script], cwd=project, capture_output=True, text=True,
+        env=clean_env(), timeout=180, check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    results = json.loads(result.stdout.splitlines()[-1])
+    invalid = 'Bearer error="invalid_token"'
+    problem = "application/problem+json"
+    assert results["valid"][0] == 200
+    assert results["missing"] == [401, "Bearer", problem]
+    for name in ("expired", "not yet valid", "wrong issuer", "wrong audience", "alg none", "forged signature"):
+        assert results[name] == [401, invalid, problem], name
+    assert results["missing scope"] == [403, 'Bearer error="insufficient_scope", scope="items:write"', problem]
+    assert results["unknown key"] == [401, invalid, problem]
+    assert results["rotated in"][0] == 200, "the rotated key was fetched"
+    assert results["fetches for the rotation"] == 2, "one fetch at the unknown key, one once allowed again"
+    assert results["forged flood"] == [401]
+    assert results["fetches for the flood"] <= 1, "200 tokens with forged key ids: at most one fetch"
+    assert results["identity provider down"][0] == 200, "held keys keep serving"
+    assert results["token in the log"] is False
+    assert results["subject in the access log"] is True
+    print(f"\n[figures] auth = oidc over HTTP: {json.dumps(results)}", file=sys.stderr)
