@@ -8,6 +8,13 @@ wrk from a separate process and prints requests per second and p50/p99 latency. 
 It also times the access log's writer against structlog's processor chain, the general
 path of every other log line (the writer exists because the chain costs more on this hot
 path).
+{%- if cookiecutter.auth == "oidc" %}
+
+The service trusts the tests' stand-in identity provider (``tests/identity_provider.py``, on
+127.0.0.1), and wrk sends one of its tokens with every request, as a client reusing its token
+does.  The cost of verifying a token is printed per algorithm: a token seen for the first
+time, and one seen before.
+{%- endif %}
 
 Flags after ``--`` go to the service, e.g. ``make bench ARGS="-- --server-workers 2"``.
 """
@@ -17,6 +24,9 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+{%- if cookiecutter.auth == "oidc" %}
+import importlib
+{%- endif %}
 import io
 import os
 import re
@@ -82,14 +92,23 @@ def rss_mb(pid: int) -> float:
     raise RuntimeError(f"no VmRSS for process {pid}")
 
 
+{% if cookiecutter.auth == "oidc" -%}
+def run_wrk(url: str, *, duration: int, connections: int, cpu: str | None = None, header: str) -> LoadResult:
+    """One wrk run (one thread) against ``url``, sending ``header``; optionally pinned to ``cpu``."""
+{%- else -%}
 def run_wrk(url: str, *, duration: int, connections: int, cpu: str | None = None) -> LoadResult:
     """One wrk run (one thread) against ``url``; optionally pinned to ``cpu`` with taskset."""
+{%- endif %}
     wrk = shutil.which("wrk")
     if wrk is None:
         raise RuntimeError(
             "wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu) or `brew install wrk`"
         )
+{%- if cookiecutter.auth == "oidc" %}
+    command = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", "-H", header, url]
+{%- else %}
     command = [wrk, "-t1", f"-c{connections}", f"-d{duration}s", "--latency", url]
+{%- endif %}
     if cpu is not None and shutil.which("taskset"):
         command = ["taskset", "-c", cpu, *command]
     result = subprocess.run(command, capture_output=True, text=True, check=False)
@@ -157,6 +176,49 @@ def access_line_costs(lines: int = 20_000) -> tuple[float, float]:
         return per_line(by_writer, lines), per_line(by_chain, lines)
 
 
+{% if cookiecutter.auth == "oidc" -%}
+def start_identity_provider(project: Path) -> Any:
+    """The tests' stand-in identity provider, started on 127.0.0.1."""
+    sys.path.insert(0, str(project))
+    return importlib.import_module("tests.identity_provider").IdentityProvider().start()
+
+
+def token_verification_costs(provider: Any, tokens: int = 2000) -> dict[str, tuple[float, float]]:
+    """Microseconds to verify a token, by algorithm: seen for the first time (best of 3), and again."""
+    import asyncio
+
+    from {{ cookiecutter.package_name }}.chassis.auth import TokenVerifier
+    from {{ cookiecutter.package_name }}.chassis.signing_keys import SigningKeys
+
+    make_key = importlib.import_module("tests.identity_provider").make_key
+    signing = [make_key(algorithm, kid=f"bench-{algorithm}") for algorithm in ("RS256", "ES256", "EdDSA")]
+    provider.keys.extend(signing)
+
+    def seconds_per_token(verifier: TokenVerifier, batch: list[str]) -> float:
+        started = time.perf_counter()
+        for token in batch:
+            verifier.verify(token)
+        return (time.perf_counter() - started) / len(batch)
+
+    async def measure() -> dict[str, tuple[float, float]]:
+        keys = SigningKeys(provider.settings())
+        await keys.start()
+        try:
+            costs = {}
+            for key in signing:
+                batch = [provider.token(key=key, sub=f"user-{number}") for number in range(tokens)]
+                verifiers = [TokenVerifier(provider.settings(), keys) for _ in range(3)]
+                first = min(seconds_per_token(verifier, batch) for verifier in verifiers)
+                again = min(seconds_per_token(verifiers[0], batch) for _ in range(3))
+                costs[str(key.alg)] = (first * 1e6, again * 1e6)
+            return costs
+        finally:
+            await keys.stop()
+
+    return asyncio.run(measure())
+
+
+{% endif -%}
 def per_line(write: Callable[[], None], lines: int) -> float:
     return min(timeit.repeat(write, number=lines, repeat=5)) / lines * 1e6
 
@@ -196,6 +258,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("error: wrk is not installed: `sudo apt-get install wrk` (Debian/Ubuntu)", file=sys.stderr)
         return 1
     project = Path(__file__).resolve().parents[1]
+{%- if cookiecutter.auth == "oidc" %}
+    provider = start_identity_provider(project)
+    header = f"Authorization: Bearer {provider.token(lifetime=3600)}"
+    os.environ.update(provider.environment())  # the service trusts it
+{%- endif %}
     process, base = start_service(sys.executable, args.service_args, cwd=project, cpu="0")
     try:
         ready = wait_until_ready(process, f"{base}/health/ready")
@@ -204,13 +271,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"{'path':<16}{'requests/s':>12}{'p50 ms':>10}{'p99 ms':>10}")
         for path in PATHS:
+{%- if cookiecutter.auth == "oidc" %}
+            url = f"{base}{path}"
+            result = run_wrk(
+                url, duration=args.duration, connections=args.connections, cpu="1", header=header
+            )
+{%- else %}
             result = run_wrk(f"{base}{path}", duration=args.duration, connections=args.connections, cpu="1")
+{%- endif %}
             print(
                 f"{path:<16}{result.requests_per_second:>12.0f}{result.p50_ms:>10.2f}{result.p99_ms:>10.2f}"
             )
         print(f"memory (RSS) after load: {rss_mb(process.pid):.1f} MB")
         writer, chain = access_line_costs()
         print(f"access line: {writer:.1f} us by its writer, {chain:.1f} us through structlog's chain")
+{%- if cookiecutter.auth == "oidc" %}
+        for algorithm, (first, again) in token_verification_costs(provider).items():
+            print(f"token verification, {algorithm}: {first:.1f} us the first time, {again:.2f} us again")
+{%- endif %}
     except RuntimeError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
