@@ -1,5 +1,7 @@
 """Bearer tokens: who may call the API, with which scopes, and what a refusal looks like."""
 
+# ruff: noqa: F811 - the log fixtures of test_observability, imported, are test arguments here
+
 from __future__ import annotations
 
 import asyncio
@@ -21,12 +23,10 @@ from quart.typing import TestClientProtocol as QuartClient
 from {{ cookiecutter.package_name }}.chassis.auth import public, requires_scopes
 from {{ cookiecutter.package_name }}.chassis.caller import current_caller
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
-from {{ cookiecutter.package_name }}.chassis.logging import configure_logging
 from {{ cookiecutter.package_name }}.chassis.openapi import openapi_document
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import (
     AuthSettings,
-    LoggingSettings,
     ResourcesSettings,
     Settings,
     load_settings,
@@ -35,6 +35,7 @@ from {{ cookiecutter.package_name }}.views import BLUEPRINTS
 
 from .apps import create_test_app
 from .identity_provider import AUDIENCE, IdentityProvider, make_key, unsigned
+from .test_observability import capture_logs, json_logs  # noqa: F401 - fixtures used here
 
 REFETCH_INTERVAL = 0.5
 BLUEPRINTS_MODULE = "{{ cookiecutter.package_name }}.app"  # where create_app finds them
@@ -193,7 +194,10 @@ async def test_readiness_waits_for_the_keys(identity_provider: IdentityProvider)
 
 
 async def test_the_handler_gets_its_caller_and_the_log_names_it_never_the_token(
-    identity_provider: IdentityProvider, settings: Settings, monkeypatch: pytest.MonkeyPatch
+    identity_provider: IdentityProvider,
+    settings: Settings,
+    monkeypatch: pytest.MonkeyPatch,
+    json_logs: io.StringIO,
 ) -> None:
     blueprint = Blueprint("whoami", __name__)
 
@@ -208,9 +212,6 @@ async def test_the_handler_gets_its_caller_and_the_log_names_it_never_the_token(
     async def hello() -> dict[str, str]:
         return {"hello": "anyone"}
 
-    stream = io.StringIO()
-    monkeypatch.setattr("sys.stdout", stream)
-    configure_logging(LoggingSettings(), service="test", version="0")
     monkeypatch.setattr(f"{BLUEPRINTS_MODULE}.BLUEPRINTS", [*BLUEPRINTS, blueprint])
     app = create_test_app(settings)
     token = identity_provider.token(scope="profile items:read")
@@ -225,11 +226,11 @@ async def test_the_handler_gets_its_caller_and_the_log_names_it_never_the_token(
         }
         assert (await client.get("/hello", headers={"Authorization": ""})).status_code == 200
         document = openapi_document(app)
-    access = [json.loads(line) for line in stream.getvalue().splitlines() if '"access"' in line]
+    access = [json.loads(line) for line in json_logs.getvalue().splitlines() if '"access"' in line]
     whoami_line = next(line for line in access if line["path"] == "/whoami")
     assert (whoami_line["subject"], whoami_line["client_id"]) == ("alice", "web-app")
-    assert token not in stream.getvalue()
-    assert token.split(".")[2] not in stream.getvalue()
+    assert token not in json_logs.getvalue()
+    assert token.split(".")[2] not in json_logs.getvalue()
 
     assert document["components"]["securitySchemes"]["bearer"] == {
         "type": "http",
