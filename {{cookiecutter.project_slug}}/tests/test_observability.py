@@ -283,6 +283,32 @@ async def test_server_span_is_exported_as_a_child_of_the_caller(
     assert span.parent_span_id.hex() == PARENT_SPAN_ID
 
 
+def exported_span_names(received: list[bytes]) -> list[str]:
+    names = []
+    for body in received:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(body)
+        names += [span.name for r in export.resource_spans for sc in r.scope_spans for span in sc.spans]
+    return names
+
+
+@pytest.mark.parametrize("trace_probes", [False, True])
+async def test_probes_and_scrapes_are_traced_only_when_asked(
+    otlp_collector: tuple[str, list[bytes]], json_logs: io.StringIO, trace_probes: bool
+) -> None:
+    """Every probe of every pod and every scrape would otherwise be a trace on the tracing bill."""
+    endpoint, received = otlp_collector
+    tracing = TracingSettings(otlp_endpoint=endpoint, trace_probes=trace_probes)
+    app = await started_app(Settings(tracing=tracing))
+    async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
+        for path in ("/health/live", "/health/ready", "/health/startup", "/metrics", "/things/3"):
+            await app.test_client().get(path, headers={"traceparent": TRACEPARENT})
+    probes = ["GET /health/live", "GET /health/ready", "GET /health/startup", "GET /metrics"]
+    expected = [*(probes if trace_probes else []), "GET /things/<thing_id>"]
+    assert sorted(exported_span_names(received)) == sorted(expected)
+
+
 async def test_sample_ratio_applies_to_new_traces_only(
     otlp_collector: tuple[str, list[bytes]], json_logs: io.StringIO
 ) -> None:

@@ -116,6 +116,11 @@ class TracingSettings:
     sample_ratio: float = setting(
         default=1.0, help="Share of new traces that are sampled (parent-based).", minimum=0, maximum=1
     )
+    trace_probes: bool = setting(
+        default=False,
+        help="Also export spans of health probes and metrics scrapes (every probe of every pod would "
+        "otherwise be a trace); for debugging.",
+    )
 
 
 @section

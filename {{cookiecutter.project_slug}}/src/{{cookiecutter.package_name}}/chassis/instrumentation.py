@@ -64,12 +64,14 @@ def install_instrumentation(
     # Registered first, so it runs before any other hook can answer the request.
     app.before_request_funcs.setdefault(None, []).insert(0, record_route)
     quiet_routes = frozenset(() if logging.access_log_probes else (*PROBE_ROUTES, metrics_path))
+    untraced_paths = frozenset(() if tracing.trace_probes else (*PROBE_ROUTES, metrics_path))
     app.asgi_app = _InstrumentationMiddleware(  # type: ignore[method-assign] # Quart's way to add middleware
         app.asgi_app,
         metrics=metrics,
         tracing=tracing,
         write_access_line=access_log() if logging.access_log else None,
         quiet_routes=quiet_routes,
+        untraced_paths=untraced_paths,
     )
 
 
@@ -82,12 +84,14 @@ class _InstrumentationMiddleware:
         tracing: Tracing,
         write_access_line: AccessLog | None,
         quiet_routes: frozenset[str],
+        untraced_paths: frozenset[str],
     ) -> None:
         self._app = app
         self._metrics = metrics
         self._tracing = tracing
         self._write_access_line = write_access_line
         self._quiet_routes = quiet_routes
+        self._untraced_paths = untraced_paths
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "http":
@@ -98,7 +102,8 @@ class _InstrumentationMiddleware:
         raw_request_id, traceparent, tracestate = _read_headers(scope["headers"])
         request_id = request_id_from(raw_request_id)
         state = _InFlight()
-        span = self._tracing.start_server_span(traceparent, tracestate, method)
+        export = scope["path"] not in self._untraced_paths
+        span = self._tracing.start_server_span(traceparent, tracestate, method, export=export)
         bind_request_fields(RequestFields(request_id, span.trace_id, span.span_id))
         _in_flight.set(state)
         in_progress = self._metrics.in_progress_of(method)

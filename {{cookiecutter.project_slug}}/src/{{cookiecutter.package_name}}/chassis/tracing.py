@@ -4,7 +4,8 @@ Without an exporter (``tracing.otlp_endpoint`` empty) nothing is recorded: the
 incoming context is carried through the OpenTelemetry API only, with a span id of
 this service's own, so logs (and outbound calls) still carry the ids at almost no
 cost.  With an exporter, one SDK server span per request is created, sampled by
-``tracing.sample_ratio`` (parent-based), and exported over OTLP/HTTP in batches.
+``tracing.sample_ratio`` (parent-based), and exported over OTLP/HTTP in batches; health
+probes and metrics scrapes get ids but no exported span unless ``tracing.trace_probes``.
 """
 
 from __future__ import annotations
@@ -109,6 +110,7 @@ class Tracing(Resource):
     def __init__(self, settings: TracingSettings, *, service: str, version: str) -> None:
         self._provider: TracerProvider | None = None
         self._tracer: trace.Tracer | None = None
+        self.trace_probes = settings.trace_probes
         if settings.otlp_endpoint:
             # Imported only when exporting: the SDK and exporter take half a second to import.
             from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
@@ -128,9 +130,15 @@ class Tracing(Resource):
     def exporting(self) -> bool:
         return self._tracer is not None
 
-    def start_server_span(self, traceparent: str | None, tracestate: str | None, method: str) -> ServerSpan:
-        """Start this request's span as a child of the caller's (W3C headers), if any."""
-        if traceparent is None and self._tracer is None:
+    def start_server_span(
+        self, traceparent: str | None, tracestate: str | None, method: str, *, export: bool = True
+    ) -> ServerSpan:
+        """Start this request's span as a child of the caller's (W3C headers), if any.
+
+        Without ``export`` (a probe, a scrape) the span has ids for the logs but is never exported.
+        """
+        tracer = self._tracer if export else None
+        if traceparent is None and tracer is None:
             # The common case without a caller's trace and without export: new ids, nothing to parse.
             return ServerSpan(
                 trace.NonRecordingSpan(_child_of(trace.INVALID_SPAN_CONTEXT)), _ROOT_CONTEXT, method
@@ -139,9 +147,9 @@ class Tracing(Resource):
         if tracestate is not None:
             carrier["tracestate"] = tracestate
         parent = _PROPAGATOR.extract(carrier)
-        if self._tracer is not None:
+        if tracer is not None:
             # Named after the route once it is known (``ServerSpan.end``).
-            span = self._tracer.start_span(
+            span = tracer.start_span(
                 method, context=parent, kind=trace.SpanKind.SERVER, attributes={"http.request.method": method}
             )
         else:
