@@ -320,8 +320,9 @@ def test_metrics_count_right_across_two_workers(project: Path, start_service, tm
         assert fetch(f"{base}/no/such/{index}")[0] == 404
     for _ in range(4):  # each scrape may reach either worker: all must agree
         text = fetch(f"{base}/metrics")[1]
-        assert 'http_requests_total{method="GET",route="/items",status="200"} 40.0' in text
-        assert 'http_requests_total{method="GET",route="<unmatched>",status="404"} 40.0' in text
+        count = 'http_server_request_duration_seconds_count{http_request_method="GET"'
+        assert f'{count},http_response_status_code="200",http_route="/items"}} 40.0' in text
+        assert f'{count},http_response_status_code="404",http_route="<unmatched>"}} 40.0' in text
         assert "/no/such/1" not in text
     stdout, stderr = stop(process)
     assert process.returncode == 0, stderr

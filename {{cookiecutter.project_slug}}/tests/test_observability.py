@@ -208,7 +208,7 @@ async def test_metrics_path_is_a_setting(json_logs: io.StringIO) -> None:
         assert (await app.test_client().get("/metrics")).status_code == 404
         response = await app.test_client().get("/internal/metrics")
         assert response.status_code == 200
-        assert "http_requests_total" in await response.get_data(as_text=True)
+        assert "http_server_request_duration_seconds" in await response.get_data(as_text=True)
     paths = [line["path"] for line in read_lines(json_logs) if line.get("logger") == "access"]
     assert paths == ["/metrics"], "scrapes of the configured path are not access-logged"
 
@@ -220,13 +220,22 @@ async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> 
     await client.get("/no/such/path")
     await client.open("/", method="BREW", json=None)
     text = await (await client.get("/metrics")).get_data(as_text=True)
-    assert 'http_requests_total{method="GET",route="/things/<thing_id>",status="200"} 3.0' in text
-    assert 'http_requests_total{method="GET",route="<unmatched>",status="404"} 1.0' in text
-    assert 'method="OTHER"' in text
+    assert (
+        'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="200",'
+        'http_route="/things/<thing_id>"} 3.0'
+    ) in text
+    assert (
+        'http_server_request_duration_seconds_count{http_request_method="GET",http_response_status_code="404",'
+        'http_route="<unmatched>"} 1.0'
+    ) in text
+    assert 'http_request_method="_OTHER"' in text
     assert "/things/1" not in text
     assert "/no/such/path" not in text
-    assert 'http_request_duration_seconds_bucket{le="0.005",method="GET",route="/things/<thing_id>"}' in text
-    assert 'http_requests_in_progress{method="GET"}' in text
+    assert (
+        'http_server_request_duration_seconds_bucket{http_request_method="GET",http_response_status_code="200",'
+        'http_route="/things/<thing_id>",le="0.005"}'
+    ) in text
+    assert 'http_server_active_requests{http_request_method="GET"}' in text
     assert 'service_info{commit="unknown",service="' + DISTRIBUTION_NAME + '"' in text
     assert "process_resident_memory_bytes" in text
 
@@ -362,8 +371,11 @@ async def test_a_client_that_leaves_before_its_answer_is_counted_as_499(json_log
         await part_of(app, Lifecycle).wait_until_started()
         await app(scope, receive, send)  # type: ignore[arg-type]
         text = await (await app.test_client().get("/metrics")).get_data(as_text=True)
-    assert 'http_requests_total{method="POST",route="/items",status="499"} 1.0' in text
-    assert 'status="500"' not in text
+    assert (
+        'http_server_request_duration_seconds_count{http_request_method="POST",http_response_status_code="499",'
+        'http_route="/items"} 1.0'
+    ) in text
+    assert 'http_response_status_code="500"' not in text
     access = [
         line for line in read_lines(json_logs) if line["logger"] == "access" and line["path"] == "/items"
     ]

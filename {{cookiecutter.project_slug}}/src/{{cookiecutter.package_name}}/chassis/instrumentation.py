@@ -35,7 +35,7 @@ from .tracing import Tracing
 PROBE_ROUTES = ("/health/live", "/health/ready", "/health/startup")
 # Methods outside this set share one label value, so clients cannot add series.
 KNOWN_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
-OTHER_METHOD = "OTHER"
+OTHER_METHOD = "_OTHER"  # as OpenTelemetry names it
 CLIENT_CLOSED = 499
 
 

@@ -1,8 +1,11 @@
 """Prometheus metrics: RED metrics per route template, and the ``/metrics`` endpoint.
 
-Labels are bounded: ``route`` is the matched route template (``/items/<id>``),
-never the raw path, and requests that match no route share one label value, so no
-client can grow the number of series.  With more than one worker process,
+The HTTP metrics are OpenTelemetry's HTTP server metrics as Prometheus names them:
+``http_server_request_duration_seconds`` (its ``_count`` counts the requests) by
+``http_request_method``, ``http_route`` and ``http_response_status_code``, and
+``http_server_active_requests`` by method.  Labels are bounded: ``http_route`` is the
+matched route template (``/items/<id>``), never the raw path, and requests that match no
+route share one label value, so no client can grow the number of series.  With more than one worker process,
 prometheus-client's multiprocess mode aggregates what every worker counted.
 """
 
@@ -17,7 +20,6 @@ from typing import Any
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
-    Counter,
     Gauge,
     Histogram,
     generate_latest,
@@ -45,23 +47,17 @@ class HttpMetrics:
         # now, at run time, when it is known whether this process is one of several workers.
         values.ValueClass = values.get_value_class()
         self.registry = CollectorRegistry(auto_describe=True)
-        self.requests = Counter(
-            "http_requests_total",
-            "HTTP requests handled, by method, route template and status code.",
-            ["method", "route", "status"],
-            registry=self.registry,
-        )
         self.duration = Histogram(
-            "http_request_duration_seconds",
-            "Time spent handling HTTP requests, by method and route template.",
-            ["method", "route"],
+            "http_server_request_duration_seconds",
+            "Duration of HTTP server requests, by method, route template and status code.",
+            ["http_request_method", "http_route", "http_response_status_code"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
         )
         self.in_progress = Gauge(
-            "http_requests_in_progress",
-            "HTTP requests being handled now, by method.",
-            ["method"],
+            "http_server_active_requests",
+            "HTTP server requests being handled now, by method.",
+            ["http_request_method"],
             registry=self.registry,
             multiprocess_mode="livesum",
         )
@@ -79,19 +75,14 @@ class HttpMetrics:
             PlatformCollector(registry=self.registry)
 
         # ``labels()`` is slow; the label values are bounded, so keep each child once found.
-        self._request_children: dict[tuple[str, str, int], Any] = {}
-        self._duration_children: dict[tuple[str, str], Any] = {}
+        self._duration_children: dict[tuple[str, str, int], Any] = {}
         self._in_progress_children: dict[str, Any] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
-        counter = self._request_children.get(key)
-        if counter is None:
-            counter = self._request_children[key] = self.requests.labels(method, route, str(status))
-        counter.inc()
-        histogram = self._duration_children.get((method, route))
+        histogram = self._duration_children.get(key)
         if histogram is None:
-            histogram = self._duration_children[(method, route)] = self.duration.labels(method, route)
+            histogram = self._duration_children[key] = self.duration.labels(method, route, str(status))
         histogram.observe(seconds)
 
     def in_progress_of(self, method: str) -> Any:
