@@ -73,8 +73,17 @@ async def test_critical_check_failure_makes_the_service_down(app: Quart) -> None
     healthy = False
     status, body = await probe(app, "/health/ready")
     assert (status, body["status"]) == (503, "DOWN")
+    assert "health_ready 0.0" in await metrics_of(app)
     healthy = True
     assert (await probe(app, "/health/ready"))[0] == 200
+    text = await metrics_of(app)
+    assert "health_ready 1.0" in text
+    assert "health_readiness_changes_total 3.0" in text, "up when started, down, up again"
+
+
+async def metrics_of(app: Quart) -> str:
+    text: str = await (await app.test_client().get("/metrics")).get_data(as_text=True)
+    return text
 
 
 async def test_hanging_check_is_cut_off_by_its_timeout(app: Quart) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from prometheus_client import CollectorRegistry
 from quart import Quart
 
 from {{ cookiecutter.package_name }}.chassis.health import Health
@@ -20,9 +21,9 @@ def test_the_app_holds_its_settings_and_parts_by_type(settings: Settings) -> Non
 
 def test_a_part_is_attached_once() -> None:
     app = Quart(__name__)
-    attach(app, Health(show_details=True))
+    attach(app, Health(show_details=True, registry=CollectorRegistry()))
     with pytest.raises(RuntimeError, match="already has a Health"):
-        attach(app, Health(show_details=False))
+        attach(app, Health(show_details=False, registry=CollectorRegistry()))
 
 
 def test_a_missing_part_is_named() -> None:

@@ -37,14 +37,14 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     app = TimeLimitedQuart(__name__, request_timeout=settings.http.request_timeout)
     attach(app, settings)
 
-    health = Health(show_details=settings.health.show_details)
+    metrics = HttpMetrics(service=DISTRIBUTION_NAME, version=__version__, commit=settings.build.commit)
+    health = Health(show_details=settings.health.show_details, registry=metrics.registry)
     lifecycle = Lifecycle(
         health,
         start_timeout=settings.resources.start_timeout,
         stop_timeout=settings.resources.stop_timeout,
     )
     tracing = Tracing(settings.tracing, service=DISTRIBUTION_NAME, version=__version__)
-    metrics = HttpMetrics(service=DISTRIBUTION_NAME, version=__version__, commit=settings.build.commit)
     upstreams = Upstreams.from_settings(
         settings.upstreams, metrics=HttpClientMetrics(metrics.registry), tracing=tracing
     )

@@ -7,6 +7,10 @@
 - ``/health/startup`` is 503 until startup work is done, then 200 (for Kubernetes
   startup probes).
 
+What each readiness probe found is a metric: ``health_ready`` (1 when it was ``UP``) and
+``health_readiness_changes_total`` (each change between ``UP`` and not), so readiness that
+flaps shows between two scrapes too.
+
 Checks are registered by the resources they watch: a name, an async callable that
 returns ``False`` or raises when unhealthy, whether it is critical and a timeout.
 Each probe runs the checks concurrently, each bounded by its timeout, so a slow
@@ -22,6 +26,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Gauge
 from quart import Blueprint, Quart, current_app
 
 from .logging import Throttled, get_logger
@@ -59,12 +64,24 @@ class CheckResult:
 class Health:
     """The service's health: its lifecycle phase and the registered checks."""
 
-    def __init__(self, *, show_details: bool) -> None:
+    def __init__(self, *, show_details: bool, registry: CollectorRegistry) -> None:
         self.show_details = show_details
         self._started = False
         self._draining = False
         self._checks: dict[str, HealthCheck] = {}
         self._failures = Throttled(log)  # every probe would log a failing check again
+        self._ready = Gauge(
+            "health_ready",
+            "1 when the last readiness probe was answered UP, else 0.",
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
+        self._changes = Counter(
+            "health_readiness_changes_total",
+            "Changes of readiness between UP and not UP, as the probes found it.",
+            registry=registry,
+        )
+        self._last_up = False
 
     @property
     def started(self) -> bool:
@@ -90,6 +107,16 @@ class Health:
         self._draining = True
 
     async def readiness(self) -> tuple[Readiness, dict[str, CheckResult]]:
+        """What a readiness probe answers (and the metrics record)."""
+        readiness, results = await self._readiness()
+        up = readiness is Readiness.UP
+        if up != self._last_up:
+            self._changes.inc()
+            self._last_up = up
+        self._ready.set(1 if up else 0)
+        return readiness, results
+
+    async def _readiness(self) -> tuple[Readiness, dict[str, CheckResult]]:
         if self._draining:
             return Readiness.DRAINING, {}
         if not self._started:
