@@ -25,7 +25,7 @@ RELEASE = "demo"
 FULLNAME = f"{RELEASE}-{DEFAULT_SLUG}"
 WARNING = 2  # lint message severities: 1 info, 2 warning, 3 error
 # Custom resources that kubernetes-validate has no schema for, checked by hand below.
-CUSTOM_KINDS = {"ServiceMonitor"}
+CUSTOM_KINDS = {"ServiceMonitor", "PrometheusRule"}
 
 
 VARIANTS = {
@@ -164,7 +164,21 @@ def test_variants_add_what_they_say(chart: Path) -> None:
     assert "replicas" not in of_kind(found["hpa"], "Deployment")[0]["spec"], "the autoscaler owns the replicas"
     monitor = of_kind(found["servicemonitor"], "ServiceMonitor")[0]
     assert monitor["apiVersion"] == "monitoring.coreos.com/v1"
-    assert monitor["spec"]["endpoints"] == [{"port": "http", "path": "/internal/metrics", "interval": "30s"}]
+    relabel_job = [{"targetLabel": "job", "replacement": FULLNAME}]
+    assert monitor["spec"]["endpoints"] == [
+        {"port": "http", "path": "/internal/metrics", "interval": "30s", "relabelings": relabel_job}
+    ], "one job name, which the alert rules select"
+    rules = of_kind(found["prometheusrule"], "PrometheusRule")[0]
+    assert rules["apiVersion"] == "monitoring.coreos.com/v1"
+    assert rules["metadata"]["labels"]["release"] == "prometheus"
+    alerts = [rule["alert"] for group in rules["spec"]["groups"] for rule in group["rules"] if "alert" in rule]
+    with_outbox = "database" in VARIANTS[chart.parents[2].name.rstrip("0123456789")] and broker_of(chart) != "none"
+    outbox = ["OutboxBacklogOld"] if with_outbox else []
+    assert alerts == [
+        "AvailabilityBudgetBurnFast", "AvailabilityBudgetBurnSlow", "LatencyBudgetBurnFast", "LatencyBudgetBurnSlow",
+        "ReadinessFlapping", *outbox,
+    ]  # fmt: skip
+    assert not of_kind(manifests(chart), "PrometheusRule"), "off by default"
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
     assert of_kind(found["networkpolicy"], "NetworkPolicy")[0]["spec"]["policyTypes"] == ["Ingress"]
     assert of_kind(found["ingress"], "Ingress")[0]["spec"]["rules"][0]["host"] == "api.example.com"

@@ -17,7 +17,9 @@ import venv
 from collections.abc import Iterator
 from pathlib import Path
 
+import helm_python as helm
 import pytest
+import yaml
 
 from helpers import (
     DEFAULT_PACKAGE,
@@ -585,3 +587,25 @@ def test_the_api_and_its_errors_over_http(project: Path, start_service) -> None:
         assert "Server" not in headers, "no version banner"
     stdout, stderr = stop(process)
     assert process.returncode == 0, stderr
+
+
+def test_every_metric_the_alert_rules_use_is_served(project: Path, start_service) -> None:
+    """The chart's PrometheusRule reads only metrics the running service exposes, under those names."""
+    chart = project / "charts" / DEFAULT_SLUG
+    values = yaml.safe_load((chart / "ci" / "prometheusrule-values.yaml").read_text(encoding="utf-8"))
+    rendered = helm.Chart.load(chart).render(values, name="demo", namespace="prod", is_install=True)
+    rules = yaml.safe_load(rendered[f"{DEFAULT_SLUG}/templates/prometheusrule.yaml"])["spec"]["groups"]
+    expressions = " ".join(rule["expr"] for group in rules for rule in group["rules"])
+    recorded = {rule["record"] for group in rules for rule in group["rules"] if "record" in rule}
+    used = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expressions)) - recorded
+    assert used == {
+        "http_server_request_duration_seconds_count",
+        "http_server_request_duration_seconds_bucket",
+        "health_readiness_changes_total",
+    }
+    process, base = start_service()
+    wait_for_status(process, f"{base}/health/ready")
+    assert fetch(f"{base}/items")[0] == 200
+    exposed = {line.split("{")[0].split(" ")[0] for line in fetch(f"{base}/metrics")[1].splitlines() if line[:1] != "#"}
+    assert used <= exposed, used - exposed
+    stop(process)
