@@ -7,6 +7,7 @@ import dataclasses
 
 import pytest
 from click.testing import CliRunner
+from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
@@ -45,6 +46,22 @@ async def test_every_connection_gets_the_schema_and_statement_timeout(database: 
     assert search_path.startswith("test_")
     assert timeout == "10s"
     assert [check.name for check in database.health_checks()] == ["ping"]
+
+
+async def test_the_pool_is_measured_at_each_scrape(migrated_database_settings: DatabaseSettings) -> None:
+    registry = CollectorRegistry()
+    settings = dataclasses.replace(migrated_database_settings, pool_size=2, max_overflow=1)
+    database = Database(settings, registry=registry)
+    await database.start()
+    try:
+        async with database.session(), database.session(), database.session():
+            assert registry.get_sample_value("db_client_connection_count", {"state": "used"}) == 3
+            assert registry.get_sample_value("db_client_connection_overflow") == 1
+        assert registry.get_sample_value("db_client_connection_count", {"state": "used"}) == 0
+        assert registry.get_sample_value("db_client_connection_max") == 3
+        assert registry.get_sample_value("db_client_connection_wait_time_seconds_count") == 3
+    finally:
+        await database.stop()
 
 
 async def test_a_statement_past_its_timeout_means_unavailable(

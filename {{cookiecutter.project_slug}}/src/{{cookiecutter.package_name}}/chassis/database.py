@@ -14,24 +14,37 @@
 
 Every connection gets ``statement_timeout`` and, when ``database.schema`` is set,
 ``search_path``, so migrations and queries find the service's tables there.
+
+The pool is measured under OpenTelemetry's names for database client connections, read
+at each scrape: ``db_client_connection_count{state="used"|"idle"}``,
+``db_client_connection_max`` (``pool_size`` + ``max_overflow``),
+``db_client_connection_overflow`` (the connections opened beyond ``pool_size``), and
+``db_client_connection_wait_time_seconds``, a histogram of the time each session waited
+for a usable connection (checked out and pinged).
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 
 import sqlalchemy
+from prometheus_client import CollectorRegistry, Histogram
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.pool import QueuePool
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
 from ..settings import DatabaseSettings
 from .lifecycle import Resource, ResourceCheck, ResourceUnavailableError
 from .logging import get_logger
+from .metrics import LATENCY_BUCKETS
 
 DRIVER = "postgresql+asyncpg"
 # SQLSTATE classes that mean "not reachable now", not "this statement is wrong":
@@ -102,13 +115,59 @@ def create_engine(settings: DatabaseSettings, *, statement_timeout: float | None
     )
 
 
+class _PoolCollector(Collector):
+    """The pool's connections, read when Prometheus scrapes (nothing is counted per request)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def collect(self) -> Iterator[Metric]:
+        pool = self._database.pool
+        if pool is None:
+            return
+        used, idle = pool.checkedout(), pool.checkedin()
+        count = GaugeMetricFamily(
+            "db_client_connection_count", "Open connections of the pool, by state.", labels=["state"]
+        )
+        count.add_metric(["used"], used)
+        count.add_metric(["idle"], idle)
+        yield count
+        maximum = self._database.max_connections
+        yield GaugeMetricFamily("db_client_connection_max", "Most connections the pool opens.", value=maximum)
+        overflow = max(0, used + idle - pool.size())
+        yield GaugeMetricFamily(
+            "db_client_connection_overflow", "Connections open beyond the pool's size.", value=overflow
+        )
+
+
 class Database(Resource):
-    def __init__(self, settings: DatabaseSettings) -> None:
+    def __init__(self, settings: DatabaseSettings, *, registry: CollectorRegistry | None = None) -> None:
+        """``registry`` takes the pool's metrics (none are exposed without one: migrations, tests)."""
         self._settings = settings
         self._engine: AsyncEngine | None = None
+        registry = registry or CollectorRegistry()
+        registry.register(_PoolCollector(self))
+        self._wait_time = Histogram(
+            "db_client_connection_wait_time_seconds",
+            "Time a session waited for a usable connection from the pool.",
+            buckets=LATENCY_BUCKETS,
+            registry=registry,
+        )
         self._sessions: async_sessionmaker[AsyncSession] | None = None
         # The session of the transaction() block the current task is in, if any.
         self._current: ContextVar[AsyncSession | None] = ContextVar("database_session", default=None)
+
+    @property
+    def pool(self) -> QueuePool | None:
+        """The pool, once started."""
+        if self._engine is None:
+            return None
+        pool = self._engine.sync_engine.pool
+        return pool if isinstance(pool, QueuePool) else None
+
+    @property
+    def max_connections(self) -> int:
+        return self._settings.pool_size + self._settings.max_overflow
 
     @property
     def engine(self) -> AsyncEngine:
@@ -157,6 +216,9 @@ class Database(Resource):
             raise RuntimeError("the database is not started")
         try:
             async with self._sessions.begin() as session:
+                waiting = time.perf_counter()
+                await session.connection()
+                self._wait_time.observe(time.perf_counter() - waiting)
                 yield session
         except Exception as error:
             if is_unavailable(error):
