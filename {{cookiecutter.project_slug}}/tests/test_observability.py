@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -211,6 +212,19 @@ async def test_metrics_path_is_a_setting(json_logs: io.StringIO) -> None:
         assert "http_server_request_duration_seconds" in await response.get_data(as_text=True)
     paths = [line["path"] for line in read_lines(json_logs) if line.get("logger") == "access"]
     assert paths == ["/metrics"], "scrapes of the configured path are not access-logged"
+
+
+async def event_loop_lag(app: Quart) -> float:
+    text = await (await app.test_client().get("/metrics")).get_data(as_text=True)
+    return float(re.search(r"^event_loop_lag_seconds (\S+)$", text, re.MULTILINE)[1])  # type: ignore[index]
+
+
+async def test_a_blocked_event_loop_shows_as_lag(served: Quart) -> None:
+    await asyncio.sleep(0.6)  # a measurement of the loop as it should be
+    assert await event_loop_lag(served) < 0.1
+    time.sleep(1.0)  # noqa: ASYNC251 - what a blocking call in a handler does to every request
+    await asyncio.sleep(0.1)
+    assert await event_loop_lag(served) > 0.4
 
 
 async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:

@@ -8,6 +8,7 @@ from .chassis import api_docs, info
 from .chassis.auth import install_auth
 {%- endif %}
 from .chassis.errors import install_errors
+from .chassis.event_loop_lag import EventLoopLag
 from .chassis.health import Health, install_health
 from .chassis.http_client import HttpClientMetrics, Upstreams
 from .chassis.instrumentation import PROBE_ROUTES, install_instrumentation
@@ -53,6 +54,7 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
 
     # Stopped last, so spans of the other resources' last calls are still exported.
     lifecycle.add("tracing", tracing)
+    lifecycle.add("event_loop_lag", EventLoopLag(metrics.registry))
     for name, client in upstreams.items():
         lifecycle.add(f"upstream.{name}", client)
     for name, resource in services.backing.items():
