@@ -1,4 +1,4 @@
-"""The chart's alert rules through Prometheus's own tools: ``promtool check rules`` and ``promtool test rules``.
+"""The chart's alert rules and dashboard through Prometheus's own tools (Debian's ``promtool``).
 
 Each alert is unit-tested with synthetic series, firing and not firing: a fast and a slow burn
 of each objective's error budget, probes and scrapes that must not count, readiness that flaps
@@ -7,6 +7,7 @@ and readiness that does not, and (with a broker and a database) an outbox that s
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 from pathlib import Path
@@ -21,24 +22,45 @@ from helpers import DEFAULT_SLUG, render
 RELEASE = "demo"
 JOB = f"{RELEASE}-{DEFAULT_SLUG}"
 WORKER_JOB = f"{JOB}-worker"
-# As ci/prometheusrule-values.yaml sets them: 99.5% available, 99% within 0.5 s.
-VALUES_FILE = "ci/prometheusrule-values.yaml"
+# As ci/monitoring-values.yaml sets them: 99.5% available, 99% within 0.5 s.
+VALUES_FILE = "ci/monitoring-values.yaml"
 HTTP = "http_server_request_duration_seconds"
 
 pytestmark = pytest.mark.skipif(shutil.which("promtool") is None, reason="needs promtool (apt-get install prometheus)")
 
 
 @pytest.fixture(scope="module")
-def rules(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The rules the chart of a project with PostgreSQL and RabbitMQ renders (the outbox's alert too)."""
+def rendered(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
+    """The chart of a project with PostgreSQL and RabbitMQ (the outbox's alert and panels too)."""
     result = render(tmp_path_factory.mktemp("alerts"), {"database": "postgresql", "broker": "rabbitmq"})
     assert result.returncode == 0, result.stderr
     chart = result.project() / "charts" / DEFAULT_SLUG
     values = yaml.safe_load((chart / VALUES_FILE).read_text(encoding="utf-8"))
-    rendered = helm.Chart.load(chart).render(values, name=RELEASE, namespace="prod", is_install=True)
+    rendered: dict[str, str] = helm.Chart.load(chart).render(values, name=RELEASE, namespace="prod", is_install=True)
+    return rendered
+
+
+@pytest.fixture(scope="module")
+def rules(rendered: dict[str, str]) -> dict[str, Any]:
     document = yaml.safe_load(rendered[f"{DEFAULT_SLUG}/templates/prometheusrule.yaml"])
     assert document["kind"] == "PrometheusRule"
     return {"groups": document["spec"]["groups"]}
+
+
+def test_every_dashboard_query_parses(rendered: dict[str, str], tmp_path: Path) -> None:
+    """promtool parses each panel's query (Grafana's $__rate_interval made a plain range)."""
+    configmap = yaml.safe_load(rendered[f"{DEFAULT_SLUG}/templates/dashboard-configmap.yaml"])
+    board = json.loads(configmap["data"][f"{JOB}.json"])
+    queries = [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+    assert len(queries) == 14
+    rules = [
+        {"record": f"dashboard:query{number}", "expr": query.replace("$__rate_interval", "5m").replace("$job", JOB)}
+        for number, query in enumerate(queries)
+    ]
+    (tmp_path / "queries.yml").write_text(yaml.safe_dump({"groups": [{"name": "dashboard", "rules": rules}]}))
+    result = promtool("check", "rules", "queries.yml", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "SUCCESS: 14 rules found" in result.stdout
 
 
 def promtool(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -92,7 +114,7 @@ def unit_tests(rules: dict[str, Any]) -> list[dict[str, Any]]:
         {   # 0.4% errors, all fast; probes failing and scrapes slow do not count
             "name": "within both objectives",
             "input_series": http(200, 996) + http(500, 4)
-            + http(503, 1000, route="/health/ready") + http(200, 1000, fast_share=0, route="/metrics"),
+            + http(503, 1000, route="/health/ready") + http(200, 1000, fast_share=0, route="/internal/metrics"),
             "alert_rule_test": burn_alerts(rules, "25h", set()),
         },
         {   # half the requests slower than 0.5 s

@@ -7,6 +7,7 @@ schemas of a current release. Fast: no cluster and no container engine are neede
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -168,7 +169,7 @@ def test_variants_add_what_they_say(chart: Path) -> None:
     assert monitor["spec"]["endpoints"] == [
         {"port": "http", "path": "/internal/metrics", "interval": "30s", "relabelings": relabel_job}
     ], "one job name, which the alert rules select"
-    rules = of_kind(found["prometheusrule"], "PrometheusRule")[0]
+    rules = of_kind(found["monitoring"], "PrometheusRule")[0]
     assert rules["apiVersion"] == "monitoring.coreos.com/v1"
     assert rules["metadata"]["labels"]["release"] == "prometheus"
     alerts = [rule["alert"] for group in rules["spec"]["groups"] for rule in group["rules"] if "alert" in rule]
@@ -179,6 +180,14 @@ def test_variants_add_what_they_say(chart: Path) -> None:
         "ReadinessFlapping", *outbox,
     ]  # fmt: skip
     assert not of_kind(manifests(chart), "PrometheusRule"), "off by default"
+    dashboard = named(found["monitoring"], "ConfigMap", f"{FULLNAME}-dashboard")
+    assert dashboard["metadata"]["labels"]["grafana_dashboard"] == "1", "what Grafana's sidecar looks for"
+    board = json.loads(dashboard["data"][f"{FULLNAME}.json"])
+    assert board["templating"]["list"][1] == {"name": "job", "type": "constant", "query": FULLNAME, "hide": 2}
+    expressions = [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+    assert all("__" not in expression.replace("$__rate_interval", "") for expression in expressions)
+    assert any('http_route!~"/health/.*|/internal/metrics"' in expression for expression in expressions)
+    assert not [document for document in manifests(chart) if document["metadata"]["name"].endswith("-dashboard")]
     assert monitor["spec"]["selector"]["matchLabels"]["app.kubernetes.io/instance"] == RELEASE
     assert of_kind(found["networkpolicy"], "NetworkPolicy")[0]["spec"]["policyTypes"] == ["Ingress"]
     assert of_kind(found["ingress"], "Ingress")[0]["spec"]["rules"][0]["host"] == "api.example.com"

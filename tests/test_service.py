@@ -589,23 +589,31 @@ def test_the_api_and_its_errors_over_http(project: Path, start_service) -> None:
     assert process.returncode == 0, stderr
 
 
-def test_every_metric_the_alert_rules_use_is_served(project: Path, start_service) -> None:
-    """The chart's PrometheusRule reads only metrics the running service exposes, under those names."""
+def test_every_metric_the_alert_rules_and_the_dashboard_use_is_served(project: Path, start_service) -> None:
+    """The chart's PrometheusRule and dashboard read only metrics the running service exposes, by those names."""
     chart = project / "charts" / DEFAULT_SLUG
-    values = yaml.safe_load((chart / "ci" / "prometheusrule-values.yaml").read_text(encoding="utf-8"))
+    values = yaml.safe_load((chart / "ci" / "monitoring-values.yaml").read_text(encoding="utf-8"))
     rendered = helm.Chart.load(chart).render(values, name="demo", namespace="prod", is_install=True)
     rules = yaml.safe_load(rendered[f"{DEFAULT_SLUG}/templates/prometheusrule.yaml"])["spec"]["groups"]
-    expressions = " ".join(rule["expr"] for group in rules for rule in group["rules"])
+    board = json.loads(yaml.safe_load(rendered[f"{DEFAULT_SLUG}/templates/dashboard-configmap.yaml"])["data"][f"demo-{DEFAULT_SLUG}.json"])
+    expressions = " ".join(
+        [rule["expr"] for group in rules for rule in group["rules"]]
+        + [target["expr"] for panel in board["panels"] for target in panel["targets"]]
+    )
     recorded = {rule["record"] for group in rules for rule in group["rules"] if "record" in rule}
     used = set(re.findall(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{", expressions)) - recorded
     assert used == {
         "http_server_request_duration_seconds_count",
         "http_server_request_duration_seconds_bucket",
+        "http_server_active_requests",
         "health_readiness_changes_total",
+        "health_ready",
+        "event_loop_lag_seconds",
     }
-    process, base = start_service()
+    process, base = start_service(**{f"{PREFIX}_METRICS_PATH": "/internal/metrics"})
     wait_for_status(process, f"{base}/health/ready")
     assert fetch(f"{base}/items")[0] == 200
-    exposed = {line.split("{")[0].split(" ")[0] for line in fetch(f"{base}/metrics")[1].splitlines() if line[:1] != "#"}
+    text = fetch(f"{base}/internal/metrics")[1]
+    exposed = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if line[:1] != "#"}
     assert used <= exposed, used - exposed
     stop(process)
