@@ -219,7 +219,7 @@ def test_readme_diagrams_parse_and_match_the_chosen_options(mermaid: list[str], 
     for template in (project / "charts").glob("*/templates/*.yaml"):
         kinds |= set(re.findall(r"^kind: (\w+)", template.read_text(encoding="utf-8"), re.M))
     assert kinds == {"Deployment", "Service", "ServiceAccount", "ConfigMap", "Secret", "HorizontalPodAutoscaler",
-                     "PodDisruptionBudget", "ServiceMonitor", "NetworkPolicy", "Ingress"} | ({"Job"} if backed else set())
+                     "PodDisruptionBudget", "ServiceMonitor", "PrometheusRule", "NetworkPolicy", "Ingress"} | ({"Job"} if backed else set())
     for kind in kinds:
         assert kind in deployment, kind
     for endpoint in ("/items", "/health/ready", "/metrics", "/openapi.json"):
