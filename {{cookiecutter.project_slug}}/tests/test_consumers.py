@@ -15,6 +15,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 from pydantic import BaseModel
 
+from {{ cookiecutter.package_name }}.chassis import consumers
 from {{ cookiecutter.package_name }}.chassis.consumers import (
     CommandRejectedError,
     Consumer,
@@ -132,8 +133,11 @@ async def test_a_handled_command_is_acknowledged_once_even_when_delivered_again(
 
 
 async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
-    registry: CollectorRegistry,
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    reported: list[tuple[str, dict[str, Any]]] = []
+    monkeypatch.setattr(consumers, "report_error", lambda error, **tags: reported.append((str(error), tags)))
+
     async def fail(_data: Greeting, _services: Any) -> None:
         raise RuntimeError("the printer is on fire")
 
@@ -145,6 +149,8 @@ async def test_a_failing_handler_is_retried_with_backoff_then_dead_lettered(
     assert [d.retry_delay for d in deliveries[:2]] == [0.5, 1.0]
     assert deliveries[-1].reason == "RuntimeError: the printer is on fire"
     assert consumed(registry, "retried") == 2
+    [(error, tags)] = reported  # the last failure only, as error tracking should see it
+    assert (error, tags["consumer"]) == ("the printer is on fire", "greet")
 
 
 async def test_a_failed_handling_is_not_remembered_as_handled(registry: CollectorRegistry) -> None:

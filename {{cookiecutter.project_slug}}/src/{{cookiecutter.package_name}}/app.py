@@ -7,6 +7,8 @@ from .chassis import api_docs, info
 {%- if cookiecutter.auth == "oidc" %}
 from .chassis.auth import install_auth
 {%- endif %}
+from .chassis.config import secret_values
+from .chassis.error_reporting import ErrorReporting
 from .chassis.errors import install_errors
 from .chassis.event_loop_lag import EventLoopLag
 from .chassis.health import Health, install_health
@@ -24,7 +26,7 @@ from .chassis.request_guard import install_request_guard
 from .chassis.security import install_cors
 from .chassis.tracing import Tracing
 from .services import Services, build_services
-from .settings import Settings
+from .settings import ENV_PREFIX, Settings
 from .views import BLUEPRINTS
 
 
@@ -52,8 +54,9 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     if services is None:
         services = build_services(settings, registry=metrics.registry, tracing=tracing)
 
-    # Stopped last, so spans of the other resources' last calls are still exported.
+    # Stopped last, so spans and error reports of the other resources' last calls still leave.
     lifecycle.add("tracing", tracing)
+    lifecycle.add("error_reporting", error_reporting_of(settings))
     lifecycle.add("event_loop_lag", EventLoopLag(metrics.registry))
     for name, client in upstreams.items():
         lifecycle.add(f"upstream.{name}", client)
@@ -91,3 +94,13 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
         for blueprint in BLUEPRINTS:
             app.register_blueprint(blueprint)
     return app
+
+
+def error_reporting_of(settings: Settings) -> ErrorReporting:
+    """Sentry, as ``settings.sentry`` says, with every secret setting kept out of the reports."""
+    return ErrorReporting(
+        settings.sentry.dsn,
+        environment=settings.sentry.environment,
+        release=f"{DISTRIBUTION_NAME}@{__version__}+{settings.build.commit}",
+        secrets=secret_values(settings, ENV_PREFIX),
+    )

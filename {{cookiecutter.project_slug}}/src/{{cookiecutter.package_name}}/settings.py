@@ -124,6 +124,18 @@ class TracingSettings:
 
 
 @section
+class SentrySettings:
+    dsn: str | None = setting(
+        default=None,
+        help="Sentry DSN that unhandled errors are reported to; empty: nothing is reported.",
+        secret=True,
+        pattern=(r"https?://\S+", "a Sentry DSN: https://<key>@<host>/<project>"),
+        check=check_http_url,
+    )
+    environment: str = setting(default="production", help="The environment the reports name.")
+
+
+@section
 class HealthSettings:
     show_details: bool = setting(default=True, help="Show each check's status in /health/ready.")
 
@@ -538,6 +550,7 @@ class Settings:
     logging: LoggingSettings = dataclasses.field(default_factory=LoggingSettings)
     metrics: MetricsSettings = dataclasses.field(default_factory=MetricsSettings)
     tracing: TracingSettings = dataclasses.field(default_factory=TracingSettings)
+    sentry: SentrySettings = dataclasses.field(default_factory=SentrySettings)
     health: HealthSettings = dataclasses.field(default_factory=HealthSettings)
     build: BuildSettings = dataclasses.field(default_factory=BuildSettings)
     http: HttpSettings = dataclasses.field(default_factory=HttpSettings)

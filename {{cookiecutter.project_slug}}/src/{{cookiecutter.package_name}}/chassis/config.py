@@ -16,6 +16,7 @@ from, never repeating a secret.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import ipaddress
@@ -234,6 +235,32 @@ class LoadedSettings(Generic[RootT]):
     specs: tuple[SettingSpec, ...]
     sources: Mapping[str, Source]
     config_file: Path | None
+
+
+MIN_SCRUBBED_PASSWORD = 4
+
+
+def secret_values(settings: Any, env_prefix: str) -> list[str]:
+    """The values of the secret settings that are set, and the passwords in them when they are URLs.
+
+    For scrubbing what leaves the process (error reports): no secret may be in it, even quoted
+    in an exception's message.  A password shorter than ``MIN_SCRUBBED_PASSWORD`` (a development
+    default such as ``dev``) is left out: replacing it in every word would garble the report.
+    """
+    found: list[str] = []
+    for spec in iter_specs(type(settings), env_prefix):
+        if not spec.secret:
+            continue
+        value = settings
+        for part in spec.key.split("."):
+            value = getattr(value, part)
+        if isinstance(value, str) and value:
+            found.append(value)
+            with contextlib.suppress(ValueError):
+                password = urlsplit(value).password
+                if password and len(password) >= MIN_SCRUBBED_PASSWORD:
+                    found.append(password)
+    return found
 
 
 def iter_specs(root: type[Any], env_prefix: str) -> Iterator[SettingSpec]:

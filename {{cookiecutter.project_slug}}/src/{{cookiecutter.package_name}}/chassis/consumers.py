@@ -35,6 +35,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 from pydantic import BaseModel, ValidationError
 
+from .error_reporting import report_error
 from .events import REQUEST_ID_HEADER, CloudEvent, InvalidEventError, parse_event
 from .lifecycle import Resource
 from .logging import RequestFields, bind_request_fields, frequent_line, get_logger
@@ -246,6 +247,7 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
             reason = f"{type(error).__name__}: {error}".splitlines()[0]
             if delivery.deliveries >= self._retries.max_deliveries:
                 log.exception("message failed for the last time", **fields)
+                report_error(error, consumer=consumer.name, event_id=event.id)
                 await delivery.dead_letter(reason)
                 return "dead_lettered", {**fields, "reason": reason}
             log.warning("message failed; it will be retried", error=reason, **fields)

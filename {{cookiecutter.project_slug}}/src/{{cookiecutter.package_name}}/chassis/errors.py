@@ -24,6 +24,7 @@ from quart_schema.validation import QuerystringValidationError
 from werkzeug.exceptions import HTTPException
 
 from .circuit_breaker import CircuitOpenError
+from .error_reporting import report_error
 from .http_client import UpstreamError, UpstreamTimeoutError
 from .lifecycle import ResourceUnavailableError
 from .logging import Throttled, current_request_id, get_logger
@@ -145,4 +146,6 @@ class _DependencyFailures:
 
 async def _unexpected_error(error: Exception) -> Response:
     log.error("unhandled error", method=request.method, path=request.path, exc_info=error)
+    route = request.url_rule.rule if request.url_rule is not None else None
+    report_error(error, route=route, method=request.method)
     return problem(500)

@@ -88,6 +88,11 @@ def bind_request_fields(fields: RequestFields) -> None:
     _request_fields.set(fields)
 
 
+def current_request_fields() -> RequestFields | None:
+    """The ids of the request being handled, if any."""
+    return _request_fields.get()
+
+
 def current_request_id() -> str | None:
     """The id of the request being handled, if any."""
     fields = _request_fields.get()
