@@ -306,6 +306,26 @@ async def test_server_span_is_exported_as_a_child_of_the_caller(
     assert span.parent_span_id.hex() == PARENT_SPAN_ID
 
 
+async def test_an_openmetrics_scrape_leads_from_a_bucket_to_a_trace(
+    otlp_collector: tuple[str, list[bytes]], json_logs: io.StringIO
+) -> None:
+    endpoint, _ = otlp_collector
+    app = await started_app(Settings(tracing=TracingSettings(otlp_endpoint=endpoint)))
+    async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
+        client = app.test_client()
+        await client.get("/things/4", headers={"traceparent": TRACEPARENT})
+        accept = {"Accept": "application/openmetrics-text; version=1.0.0"}
+        openmetrics = await client.get("/metrics", headers=accept)
+        plain = await (await client.get("/metrics")).get_data(as_text=True)
+    assert openmetrics.content_type.startswith("application/openmetrics-text")
+    text = await openmetrics.get_data(as_text=True)
+    bucket_with_exemplar = r'^http_server_request_duration_seconds_bucket\{.*\} 1\.0 # \{trace_id="(\w+)"\}'
+    exemplars = re.findall(bucket_with_exemplar, text, re.M)
+    assert exemplars == [TRACE_ID], "the request's bucket, not the larger ones"
+    assert "trace_id" not in plain, "Prometheus's text format has no exemplars"
+
+
 def exported_span_names(received: list[bytes]) -> list[str]:
     names = []
     for body in received:

@@ -132,7 +132,8 @@ class _InstrumentationMiddleware:
                 status = CLIENT_CLOSED
             seconds = (time.perf_counter_ns() - started_ns) / 1e9
             in_progress.dec()
-            self._metrics.observe(method, state.route, status, seconds)
+            exemplar = span.trace_id if span.exported else None
+            self._metrics.observe(method, state.route, status, seconds, exemplar)
             span.end(state.route, status)
             span.detach()
             if self._write_access_line is not None and state.route not in self._quiet_routes:

@@ -5,7 +5,9 @@ The HTTP metrics are OpenTelemetry's HTTP server metrics as Prometheus names the
 ``http_request_method``, ``http_route`` and ``http_response_status_code``, and
 ``http_server_active_requests`` by method.  Labels are bounded: ``http_route`` is the
 matched route template (``/items/<id>``), never the raw path, and requests that match no
-route share one label value, so no client can grow the number of series.  With more than one worker process,
+route share one label value, so no client can grow the number of series.  When the
+scraper asks for OpenMetrics, the duration's buckets carry exemplars: the trace id of a
+request that was exported as a span, so a slow bucket leads to a trace.  With more than one worker process,
 prometheus-client's multiprocess mode aggregates what every worker counted.
 """
 
@@ -26,13 +28,15 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
-from quart import Quart, Response
+from quart import Quart, Response, request
 
 from .parts import attach
 
 MULTIPROCESS_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
+OPENMETRICS_CONTENT_TYPE = openmetrics_exposition.CONTENT_TYPE_LATEST
 UNMATCHED_ROUTE = "<unmatched>"
 # Suited to a web service: 5 ms to 10 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
@@ -78,12 +82,16 @@ class HttpMetrics:
         self._duration_children: dict[tuple[str, str, int], Any] = {}
         self._in_progress_children: dict[str, Any] = {}
 
-    def observe(self, method: str, route: str, status: int, seconds: float) -> None:
+    def observe(self, method: str, route: str, status: int, seconds: float, trace_id: str | None) -> None:
+        """Count one request; ``trace_id``, of an exported span, becomes its bucket's exemplar."""
         key = (method, route, status)
         histogram = self._duration_children.get(key)
         if histogram is None:
             histogram = self._duration_children[key] = self.duration.labels(method, route, str(status))
-        histogram.observe(seconds)
+        if trace_id is None or self.multiprocess:  # worker processes' files keep no exemplars
+            histogram.observe(seconds)
+        else:
+            histogram.observe(seconds, exemplar={"trace_id": trace_id})
 
     def in_progress_of(self, method: str) -> Any:
         """The in-progress gauge for ``method`` (call ``inc``/``dec`` on it)."""
@@ -92,14 +100,16 @@ class HttpMetrics:
             gauge = self._in_progress_children[method] = self.in_progress.labels(method)
         return gauge
 
-    def exposition(self) -> bytes:
-        """The current metrics in the Prometheus text format."""
+    def exposition(self, *, openmetrics: bool = False) -> tuple[bytes, str]:
+        """The current metrics and their content type: Prometheus's text format, or OpenMetrics."""
+        registry = self.registry
         if self.multiprocess:
             # Aggregate what every worker wrote; this worker's own registry is not read.
-            aggregate = CollectorRegistry()
-            multiprocess.MultiProcessCollector(aggregate)
-            return generate_latest(aggregate)
-        return generate_latest(self.registry)
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+        if openmetrics:
+            return openmetrics_exposition.generate_latest(registry), OPENMETRICS_CONTENT_TYPE
+        return generate_latest(registry), CONTENT_TYPE_LATEST
 
 
 def install_metrics(app: Quart, metrics: HttpMetrics, path: str) -> None:
@@ -107,7 +117,9 @@ def install_metrics(app: Quart, metrics: HttpMetrics, path: str) -> None:
     attach(app, metrics)
 
     async def serve_metrics() -> Response:
-        return Response(metrics.exposition(), content_type=CONTENT_TYPE_LATEST)
+        openmetrics = "application/openmetrics-text" in request.headers.get("Accept", "")
+        body, content_type = metrics.exposition(openmetrics=openmetrics)
+        return Response(body, content_type=content_type)
 
     app.add_url_rule(path, "metrics", serve_metrics, methods=["GET"])
 

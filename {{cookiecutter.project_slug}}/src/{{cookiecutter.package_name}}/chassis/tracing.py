@@ -35,7 +35,7 @@ _ROOT_CONTEXT = otel_context.Context()
 class ServerSpan:
     """This service's span for one request: its ids, and the context made current for it."""
 
-    __slots__ = ("_method", "_span", "_token", "span_id", "trace_id")
+    __slots__ = ("_method", "_span", "_token", "exported", "span_id", "trace_id")
 
     def __init__(self, span: trace.Span, parent: otel_context.Context, method: str) -> None:
         self._span = span
@@ -43,6 +43,8 @@ class ServerSpan:
         span_context = span.get_span_context()
         self.trace_id = format(span_context.trace_id, "032x")
         self.span_id = format(span_context.span_id, "016x")
+        # Whether the span reaches the tracing backend (so its trace id can be looked up there).
+        self.exported = span.is_recording() and span_context.trace_flags.sampled
         self._token = otel_context.attach(trace.set_span_in_context(span, parent))
 
     def end(self, route: str, status: int) -> None:
