@@ -1,5 +1,7 @@
 """The PostgreSQL resource: connects with retries, pings for readiness, maps outages to 503."""
 
+# ruff: noqa: F811 - test_observability's collector, imported, is a test argument here
+
 from __future__ import annotations
 
 import asyncio
@@ -7,6 +9,8 @@ import dataclasses
 
 import pytest
 from click.testing import CliRunner
+from opentelemetry import trace
+from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -17,11 +21,13 @@ from {{ cookiecutter.package_name }}.chassis.database import (
 )
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
+from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings
+from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings, TracingSettings
 
 from .apps import create_app_from
 from .tcp_proxy import TcpProxy
+from .test_observability import otlp_collector  # noqa: F401 - a fixture used here
 from .test_postgres_items import postgres_services
 
 PASSWORD = "s3cret-Pa55"
@@ -62,6 +68,43 @@ async def test_the_pool_is_measured_at_each_scrape(migrated_database_settings: D
         assert registry.get_sample_value("db_client_connection_wait_time_seconds_count") == 3
     finally:
         await database.stop()
+
+
+async def test_statements_are_client_spans_of_the_request_only_when_tracing_exports(
+    migrated_database_settings: DatabaseSettings, otlp_collector: tuple[str, list[bytes]]
+) -> None:
+    endpoint, received = otlp_collector
+    tracing = Tracing(TracingSettings(otlp_endpoint=endpoint), service="test", version="0")
+    database = Database(migrated_database_settings, tracing=tracing)
+    await database.start()
+    try:
+        request_span = tracing.start_span("GET /items/<item_id>", trace.SpanKind.SERVER)
+        with trace.use_span(request_span, end_on_exit=True):
+            async with database.session() as session:
+                await session.execute(text("SELECT 1"))
+    finally:
+        await database.stop()
+        await tracing.stop()  # exports what is left
+    spans = []
+    for body in received:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(body)
+        spans += [span for r in export.resource_spans for scope in r.scope_spans for span in scope.spans]
+    request = next(span for span in spans if span.name == "GET /items/<item_id>")
+    # The ping at start is a trace of its own; the request's statements are in the request's.
+    statements = [
+        span for span in spans if span.kind == span.SPAN_KIND_CLIENT and span.trace_id == request.trace_id
+    ]
+    assert "SELECT" in [span.name for span in statements]
+    assert all(span.parent_span_id == request.span_id for span in statements), "under the request's span"
+
+    not_exporting = Tracing(TracingSettings(), service="test", version="0")
+    untraced = Database(migrated_database_settings, tracing=not_exporting)
+    await untraced.start()
+    try:
+        assert not untraced.engine.sync_engine.dispatch.before_cursor_execute, "no listener: no cost"
+    finally:
+        await untraced.stop()
 
 
 async def test_a_statement_past_its_timeout_means_unavailable(

@@ -21,6 +21,12 @@ at each scrape: ``db_client_connection_count{state="used"|"idle"}``,
 ``db_client_connection_overflow`` (the connections opened beyond ``pool_size``), and
 ``db_client_connection_wait_time_seconds``, a histogram of the time each session waited
 for a usable connection (checked out and pinged).
+
+When tracing exports, every statement is a client span under the request's span, named
+after its first keyword, with the statement's text (its parameters are never in it) and
+the server, as OpenTelemetry's conventions name them.  When it does not, no listener is
+registered and statements cost nothing more.  (OpenTelemetry's SQLAlchemy instrumentation
+would do the same, but it refuses SQLAlchemy 2.1.)
 """
 
 from __future__ import annotations
@@ -29,12 +35,15 @@ import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
+from typing import Any
 
 import sqlalchemy
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Histogram
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
-from sqlalchemy.engine import URL, make_url
+from sqlalchemy import event
+from sqlalchemy.engine import URL, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -45,6 +54,7 @@ from ..settings import DatabaseSettings
 from .lifecycle import Resource, ResourceCheck, ResourceUnavailableError
 from .logging import get_logger
 from .metrics import LATENCY_BUCKETS
+from .tracing import Tracing
 
 DRIVER = "postgresql+asyncpg"
 # SQLSTATE classes that mean "not reachable now", not "this statement is wrong":
@@ -141,9 +151,17 @@ class _PoolCollector(Collector):
 
 
 class Database(Resource):
-    def __init__(self, settings: DatabaseSettings, *, registry: CollectorRegistry | None = None) -> None:
-        """``registry`` takes the pool's metrics (none are exposed without one: migrations, tests)."""
+    def __init__(
+        self,
+        settings: DatabaseSettings,
+        *,
+        registry: CollectorRegistry | None = None,
+        tracing: Tracing | None = None,
+    ) -> None:
+        """``registry`` takes the pool's metrics (none are exposed without one: migrations, tests);
+        ``tracing``, when it exports, the statements' spans."""
         self._settings = settings
+        self._tracing = tracing
         self._engine: AsyncEngine | None = None
         registry = registry or CollectorRegistry()
         registry.register(_PoolCollector(self))
@@ -177,6 +195,8 @@ class Database(Resource):
 
     async def start(self) -> None:
         self._engine = create_engine(self._settings)
+        if self._tracing is not None and self._tracing.exporting:
+            _trace_statements(self._engine, self._tracing)
         self._sessions = async_sessionmaker(self._engine, expire_on_commit=False)
         retrying = AsyncRetrying(
             wait=wait_random_exponential(multiplier=FIRST_BACKOFF, max=MAX_BACKOFF),
@@ -234,6 +254,37 @@ class Database(Resource):
                 yield session
             finally:
                 self._current.reset(token)
+
+
+def _trace_statements(engine: AsyncEngine, tracing: Tracing) -> None:
+    """Make every statement on ``engine`` a client span of the current span (when tracing exports)."""
+    url = engine.url
+    server: dict[str, str | int] = {
+        "db.system.name": "postgresql",
+        "db.namespace": url.database or "",
+        "server.address": url.host or "",
+        "server.port": url.port or 5432,
+    }
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def start_span(*arguments: Any) -> None:
+        _connection, _cursor, statement, _parameters, context, _many = arguments
+        operation = statement.split(None, 1)[0].upper() if statement.strip() else "STATEMENT"
+        span = tracing.start_span(operation, trace.SpanKind.CLIENT)
+        span.set_attributes({**server, "db.operation.name": operation, "db.query.text": statement})
+        context.span = span
+
+    @event.listens_for(engine.sync_engine, "after_cursor_execute")
+    def end_span(*arguments: Any) -> None:
+        context = arguments[4]
+        context.span.end()
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def end_failed_span(failure: ExceptionContext) -> None:
+        span = getattr(failure.execution_context, "span", None)
+        if span is not None:
+            span.set_status(trace.StatusCode.ERROR, type(failure.original_exception).__name__)
+            span.end()
 
 
 def _log_retry(state: RetryCallState) -> None:

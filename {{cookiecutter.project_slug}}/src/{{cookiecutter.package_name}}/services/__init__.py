@@ -50,7 +50,7 @@ def build_services(settings: Settings, *, registry: CollectorRegistry, tracing: 
     """The resources ``settings`` describe; ``registry`` takes their metrics, ``tracing`` their spans."""
     backing: dict[str, Resource] = {}
 {%- if cookiecutter.database == "postgresql" %}
-    database = backing["database"] = Database(settings.database, registry=registry)
+    database = backing["database"] = Database(settings.database, registry=registry, tracing=tracing)
     items: ItemRepository = PostgresItemRepository(database)
 {%- else %}
     items: ItemRepository = InMemoryItemRepository()
