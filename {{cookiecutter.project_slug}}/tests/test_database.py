@@ -23,7 +23,12 @@ from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
 from {{ cookiecutter.package_name }}.cli import main
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, DatabaseSettings, Settings, TracingSettings
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+    DatabaseSettings,
+    Settings,
+    TracingSettings,
+)
 
 from .apps import create_app_from
 from .tcp_proxy import TcpProxy

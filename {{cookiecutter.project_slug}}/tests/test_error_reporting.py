@@ -15,7 +15,12 @@ import pytest
 from {{ cookiecutter.package_name }}.chassis.config import secret_values, section, setting
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
-from {{ cookiecutter.package_name }}.settings import ENV_PREFIX, BuildSettings, SentrySettings, Settings
+from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
+    BuildSettings,
+    SentrySettings,
+    Settings,
+)
 
 from .apps import create_test_app
 

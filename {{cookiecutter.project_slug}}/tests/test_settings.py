@@ -13,6 +13,9 @@ from typing import Any
 import pytest
 import yaml
 
+{% if cookiecutter.auth == "oidc" -%}
+from {{ cookiecutter.package_name }} import settings as settings_module
+{% endif -%}
 from {{ cookiecutter.package_name }}.chassis.config import (
     REDACTED,
 {%- if cookiecutter.auth == "oidc" %}
@@ -32,7 +35,6 @@ from {{ cookiecutter.package_name }}.settings import (
     dump_settings,
 )
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
-from {{ cookiecutter.package_name }}.settings import load_settings as load_settings_of_the_service
 {%- else %}
 from {{ cookiecutter.package_name }}.settings import (
     CONFIG_ENV_VAR,
@@ -51,7 +53,7 @@ IDENTITY_PROVIDER = {f"{PREFIX}_AUTH_ISSUER": ISSUER, f"{PREFIX}_AUTH_AUDIENCE":
 
 
 def load_settings(*, environ: dict[str, str], **kwargs: Any) -> LoadedSettings[Any]:
-    return load_settings_of_the_service(environ={**IDENTITY_PROVIDER, **environ}, **kwargs)
+    return settings_module.load_settings(environ={**IDENTITY_PROVIDER, **environ}, **kwargs)
 {%- endif %}
 
 
