@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
 from typing import ClassVar
 
 import pytest
@@ -19,11 +20,13 @@ import structlog
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+from prometheus_client import values
 from quart import Quart
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.logging import Throttled, configure_logging
+from {{ cookiecutter.package_name }}.chassis.metrics import MULTIPROCESS_ENV_VAR, HttpMetrics
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.chassis.tracing import remote_parent
 from {{ cookiecutter.package_name }}.settings import (
@@ -225,6 +228,23 @@ async def test_a_blocked_event_loop_shows_as_lag(served: Quart) -> None:
     time.sleep(1.0)  # noqa: ASYNC251 - what a blocking call in a handler does to every request
     await asyncio.sleep(0.1)
     assert await event_loop_lag(served) > 0.4
+
+
+def test_a_scrape_across_workers_skips_a_file_no_worker_has_written(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(MULTIPROCESS_ENV_VAR, str(tmp_path))
+    try:
+        metrics = HttpMetrics(service="my-service", version="1", commit="abc")
+        metrics.observe("GET", "/items", 200, 0.01, None)
+        # What a worker leaves between creating its file and sizing it, or when killed then.
+        (tmp_path / "counter_999999.db").touch()
+        body, _ = metrics.exposition()
+    finally:
+        monkeypatch.delenv(MULTIPROCESS_ENV_VAR)
+        values.ValueClass = values.get_value_class()  # back to one process's values
+    count = 'http_server_request_duration_seconds_count{http_request_method="GET",'
+    assert f'{count}http_response_status_code="200",http_route="/items"}} 1.0' in body.decode()
 
 
 async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:

@@ -13,9 +13,11 @@ prometheus-client's multiprocess mode aggregates what every worker counted.
 
 from __future__ import annotations
 
+import glob
 import os
 import shutil
 import tempfile
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +30,11 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.metrics_core import Metric
 from prometheus_client.openmetrics import exposition as openmetrics_exposition
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 from quart import Quart, Response, request
 
 from .parts import attach
@@ -38,6 +42,8 @@ from .parts import attach
 MULTIPROCESS_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 OPENMETRICS_CONTENT_TYPE = openmetrics_exposition.CONTENT_TYPE_LATEST
 UNMATCHED_ROUTE = "<unmatched>"
+# A worker's metrics file starts with how many of its bytes are used, then padding.
+HEADER_BYTES = 8
 # Suited to a web service: 5 ms to 10 s.
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0)
 
@@ -106,10 +112,37 @@ class HttpMetrics:
         if self.multiprocess:
             # Aggregate what every worker wrote; this worker's own registry is not read.
             registry = CollectorRegistry()
-            multiprocess.MultiProcessCollector(registry)
+            WorkerFilesCollector(registry, os.environ[MULTIPROCESS_ENV_VAR])
         if openmetrics:
             return openmetrics_exposition.generate_latest(registry), OPENMETRICS_CONTENT_TYPE
         return generate_latest(registry), CONTENT_TYPE_LATEST
+
+
+class WorkerFilesCollector(Collector):
+    """prometheus-client's multiprocess aggregation, minus the files no worker has written yet.
+
+    A worker creates each of its files empty and sizes it a moment later; a scrape that
+    reads one in between, or the file of a worker killed in between, would fail the whole
+    scrape in ``MultiProcessCollector`` (prometheus/client_python#1199).  Such a file holds
+    no samples, so skip it.
+    """
+
+    def __init__(self, registry: CollectorRegistry, folder: str) -> None:
+        self._folder = folder
+        registry.register(self)
+
+    def collect(self) -> Iterable[Metric]:
+        files = glob.glob(os.path.join(self._folder, "*.db"))
+        written = [path for path in files if _holds_a_header(path)]
+        metrics: Iterable[Metric] = multiprocess.MultiProcessCollector.merge(written, accumulate=True)
+        return metrics
+
+
+def _holds_a_header(path: str) -> bool:
+    try:
+        return os.path.getsize(path) >= HEADER_BYTES
+    except FileNotFoundError:  # a stopped worker's file, removed meanwhile
+        return False
 
 
 def install_metrics(app: Quart, metrics: HttpMetrics, path: str) -> None:
