@@ -15,6 +15,7 @@ from .chassis.health import Health, install_health
 from .chassis.http_client import HttpClientMetrics, Upstreams
 from .chassis.instrumentation import PROBE_ROUTES, install_instrumentation
 from .chassis.json_body import install_json_body
+from .chassis.json_responses import install_json_responses
 from .chassis.lifecycle import Lifecycle, install_lifecycle
 from .chassis.limits import TimeLimitedQuart, install_limits
 from .chassis.management import install_management_port
@@ -93,6 +94,7 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
         app.register_blueprint(api_docs.blueprint)
         for blueprint in BLUEPRINTS:
             app.register_blueprint(blueprint)
+    install_json_responses(app)  # after quart-schema's provider, whose pydantic support it keeps
     return app
 
 

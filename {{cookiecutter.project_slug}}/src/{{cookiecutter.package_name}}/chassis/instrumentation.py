@@ -6,8 +6,8 @@ one that fails before Quart's own hooks run.  Before the app runs it takes or
 makes the request id, starts the server span and binds both to the request's log
 lines; it adds ``X-Request-ID`` and the security headers to the response as it
 is sent; afterwards it
-counts the request and writes the one access line.  A single ``before_request``
-hook records the matched route template: the metric label and the access line
+counts the request and writes the one access line.  A URL value preprocessor
+records the matched route template: the metric label and the access line
 use the template (``/items/<id>``), never the raw path.
 
 A client that goes away before it is answered is counted and logged with status 499
@@ -20,6 +20,7 @@ import dataclasses
 import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextvars import ContextVar
+from typing import Any
 
 from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, ASGISendEvent, Scope
 from quart import Quart, request
@@ -55,14 +56,15 @@ def install_instrumentation(
 ) -> None:
     """Wrap ``app``'s ASGI callable, and record each request's route template."""
 
-    async def record_route() -> None:
+    def record_route(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
         state = _in_flight.get()
         rule = request.url_rule
         if state is not None and rule is not None:
             state.route = rule.rule
 
-    # Registered first, so it runs before any other hook can answer the request.
-    app.before_request_funcs.setdefault(None, []).insert(0, record_route)
+    # A URL value preprocessor, not a ``before_request`` hook: Quart runs those before any
+    # hook that could answer the request, and calls them directly (a hook costs an await).
+    app.url_value_preprocessor(record_route)
     quiet_routes = frozenset(() if logging.access_log_probes else (*PROBE_ROUTES, metrics_path))
     untraced_paths = frozenset(() if tracing.trace_probes else (*PROBE_ROUTES, metrics_path))
     app.asgi_app = _InstrumentationMiddleware(  # type: ignore[method-assign] # Quart's way to add middleware

@@ -9,13 +9,15 @@
 from __future__ import annotations
 
 import asyncio
+import math
 from typing import Any
 
 from quart import Quart, request
 from quart.typing import ResponseReturnValue
-from werkzeug.exceptions import GatewayTimeout, ServiceUnavailable
+from werkzeug.exceptions import GatewayTimeout, RequestTimeout, ServiceUnavailable
 
 from ..settings import HttpSettings
+from .deadlines import Deadlines
 
 
 class TimeLimitedQuart(Quart):
@@ -33,32 +35,39 @@ class TimeLimitedQuart(Quart):
     def __init__(self, *args: Any, request_timeout: float, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.request_timeout = request_timeout
-        self._deadlines: set[asyncio.Timeout] = set()
+        self._deadlines = Deadlines()
         self._grace_period_over = False
 
     async def dispatch_request(self, *args: Any, **kwargs: Any) -> ResponseReturnValue:
         # Passed on untouched: Quart 0.23 (Python 3.13+) gives the app context, earlier
         # versions the request context.
-        deadline = asyncio.timeout(None)
-        self._deadlines.add(deadline)
+        # One deadline serves both limits, moved on when the body is in; the body is awaited
+        # directly, not through Quart's ``get_data``, whose ``asyncio.wait_for`` makes a task
+        # per request on 3.11.
+        loop = asyncio.get_running_loop()
+        body_timeout = request.body_timeout
+        deadline = self._deadlines.start(loop.time() + (math.inf if body_timeout is None else body_timeout))
+        reading_body = True
         try:
-            async with deadline:
-                self._refuse_after_grace_period()
-                await request.get_data(cache=True)  # 413 or 408, under the body's own limits
-                # Checked again: on Python 3.11 asyncio.wait_for (which reads the body) can
-                # swallow a cancellation that comes as the body completes.
-                self._refuse_after_grace_period()
-                deadline.reschedule(asyncio.get_running_loop().time() + self.request_timeout)
-                return await super().dispatch_request(*args, **kwargs)
-        except TimeoutError:
-            if not deadline.expired():
-                raise  # a timeout of the handler's own, not one of these limits
             self._refuse_after_grace_period()
+            await request.body  # Quart's Body raises 413 past ``MAX_CONTENT_LENGTH``
+            reading_body = False
+            deadline.due = loop.time() + self.request_timeout
+            return await super().dispatch_request(*args, **kwargs)
+        except asyncio.CancelledError:
+            if not deadline.cancelled_the_task():
+                raise
+            self._refuse_after_grace_period()
+            if reading_body:
+                raise RequestTimeout(
+                    f"The request's body took longer than {body_timeout:g} s to arrive "
+                    "(setting http.body_timeout)."
+                ) from None
             raise GatewayTimeout(
                 f"The request took longer than {self.request_timeout:g} s (setting http.request_timeout)."
             ) from None
         finally:
-            self._deadlines.discard(deadline)
+            self._deadlines.finish(deadline)
 
     def _refuse_after_grace_period(self) -> None:
         if self._grace_period_over:
@@ -70,9 +79,7 @@ class TimeLimitedQuart(Quart):
     def end_grace_period(self) -> int:
         """Cancel the requests still running (each answers 503); returns how many there were."""
         self._grace_period_over = True
-        now = asyncio.get_running_loop().time()
-        for deadline in self._deadlines:
-            deadline.reschedule(now)
+        self._deadlines.expire_all()
         return len(self._deadlines)
 
 
