@@ -10,7 +10,6 @@ import dataclasses
 import pytest
 from click.testing import CliRunner
 from opentelemetry import trace
-from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from prometheus_client import CollectorRegistry
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -32,7 +31,7 @@ from {{ cookiecutter.package_name }}.settings import (
 
 from .apps import create_app_from
 from .tcp_proxy import TcpProxy
-from .test_observability import otlp_collector  # noqa: F401 - a fixture used here
+from .test_observability import exported_spans, otlp_collector  # noqa: F401 - a fixture used here
 from .test_postgres_items import postgres_services
 
 PASSWORD = "s3cret-Pa55"
@@ -90,11 +89,7 @@ async def test_statements_are_client_spans_of_the_request_only_when_tracing_expo
     finally:
         await database.stop()
         await tracing.stop()  # exports what is left
-    spans = []
-    for body in received:
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(body)
-        spans += [span for r in export.resource_spans for scope in r.scope_spans for span in scope.spans]
+    spans = exported_spans(received)
     request = next(span for span in spans if span.name == "GET /items/<item_id>")
     # The ping at start is a trace of its own; the request's statements are in the request's.
     statements = [

@@ -73,11 +73,15 @@ async def test_critical_check_failure_makes_the_service_down(app: Quart) -> None
     healthy = False
     status, body = await probe(app, "/health/ready")
     assert (status, body["status"]) == (503, "DOWN")
-    assert "health_ready 0.0" in await metrics_of(app)
+    text = await metrics_of(app)
+    assert "health_ready 0.0" in text
+    assert 'health_check_up{check="database"} 0.0' in text
     healthy = True
     assert (await probe(app, "/health/ready"))[0] == 200
     text = await metrics_of(app)
     assert "health_ready 1.0" in text
+    assert 'health_check_up{check="database"} 1.0' in text
+    assert 'health_check_up{check="cache"} 0.0' in text, "a check that is not critical shows too"
     assert "health_readiness_changes_total 3.0" in text, "up when started, down, up again"
 
 

@@ -19,6 +19,7 @@ import pytest
 import structlog
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from prometheus_client import values
 from quart import Quart
@@ -300,6 +301,16 @@ def otlp_collector() -> Iterator[tuple[str, list[bytes]]]:
     thread.join()
 
 
+def exported_spans(received: list[bytes]) -> list[Span]:
+    """Every span in the OTLP export requests ``received``, decoded."""
+    spans: list[Span] = []
+    for body in received:
+        export = ExportTraceServiceRequest()
+        export.ParseFromString(body)
+        spans += [span for r in export.resource_spans for scope in r.scope_spans for span in scope.spans]
+    return spans
+
+
 async def test_server_span_is_exported_as_a_child_of_the_caller(
     otlp_collector: tuple[str, list[bytes]], json_logs: io.StringIO
 ) -> None:
@@ -309,16 +320,7 @@ async def test_server_span_is_exported_as_a_child_of_the_caller(
         await part_of(app, Lifecycle).wait_until_started()
         await app.test_client().get("/things/7", headers={"traceparent": TRACEPARENT})
     # Leaving the app flushed the exporter.
-    spans = []
-    for body in received:
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(body)
-        spans += [
-            span
-            for resource in export.resource_spans
-            for scope in resource.scope_spans
-            for span in scope.spans
-        ]
+    spans = exported_spans(received)
     assert len(spans) == 1
     span = spans[0]
     assert span.name == "GET /things/<thing_id>"
@@ -346,15 +348,6 @@ async def test_an_openmetrics_scrape_leads_from_a_bucket_to_a_trace(
     assert "trace_id" not in plain, "Prometheus's text format has no exemplars"
 
 
-def exported_span_names(received: list[bytes]) -> list[str]:
-    names = []
-    for body in received:
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(body)
-        names += [span.name for r in export.resource_spans for sc in r.scope_spans for span in sc.spans]
-    return names
-
-
 @pytest.mark.parametrize("trace_probes", [False, True])
 async def test_probes_and_scrapes_are_traced_only_when_asked(
     otlp_collector: tuple[str, list[bytes]], json_logs: io.StringIO, trace_probes: bool
@@ -369,7 +362,7 @@ async def test_probes_and_scrapes_are_traced_only_when_asked(
             await app.test_client().get(path, headers={"traceparent": TRACEPARENT})
     probes = ["GET /health/live", "GET /health/ready", "GET /health/startup", "GET /metrics"]
     expected = [*(probes if trace_probes else []), "GET /things/<thing_id>"]
-    assert sorted(exported_span_names(received)) == sorted(expected)
+    assert sorted(span.name for span in exported_spans(received)) == sorted(expected)
 
 
 async def test_sample_ratio_applies_to_new_traces_only(
@@ -381,14 +374,7 @@ async def test_sample_ratio_applies_to_new_traces_only(
         await part_of(app, Lifecycle).wait_until_started()
         await app.test_client().get("/things/1")  # a new trace: ratio 0 samples nothing
         await app.test_client().get("/things/2", headers={"traceparent": TRACEPARENT})  # caller sampled it
-    names = []
-    for body in received:
-        export = ExportTraceServiceRequest()
-        export.ParseFromString(body)
-        names += [
-            span.trace_id.hex() for r in export.resource_spans for sc in r.scope_spans for span in sc.spans
-        ]
-    assert names == [TRACE_ID]
+    assert [span.trace_id.hex() for span in exported_spans(received)] == [TRACE_ID]
 
 
 {% if cookiecutter.auth == "oidc" -%}

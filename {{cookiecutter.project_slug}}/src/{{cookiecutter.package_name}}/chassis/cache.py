@@ -5,13 +5,17 @@ bounded by ``cache.timeout``, and a failed call is logged, counted in
 ``cache_errors_total{operation}`` and answered as a miss (``get``) or skipped
 (``set``, ``delete``).  Readiness shows ``cache.ping``, not critical: without
 Redis the service is slower, not broken, so it stays in the load balancer.
-``cache_requests_total{result}`` counts hits and misses.
+``cache_requests_total{result}`` counts hits and misses.  When tracing exports, each
+call is a client span under the request's, named after its command (``GET``); the key
+stays out of it, as it may hold what the service caches about a user.
 """
 
 from __future__ import annotations
 
-from typing import cast
+from collections.abc import Awaitable
+from typing import TypeVar, cast
 
+from opentelemetry import trace
 from prometheus_client import CollectorRegistry, Counter
 from redis.asyncio import BlockingConnectionPool, Redis
 from redis.exceptions import RedisError
@@ -19,8 +23,10 @@ from redis.exceptions import RedisError
 from ..settings import CacheSettings
 from .lifecycle import Resource, ResourceCheck
 from .logging import Throttled, get_logger
+from .tracing import Tracing
 
 log = get_logger(__name__)
+T = TypeVar("T")
 
 
 class CacheMetrics:
@@ -43,11 +49,16 @@ class CacheMetrics:
 
 
 class Cache(Resource):
-    def __init__(self, settings: CacheSettings, *, metrics: CacheMetrics) -> None:
+    def __init__(
+        self, settings: CacheSettings, *, metrics: CacheMetrics, tracing: Tracing | None = None
+    ) -> None:
+        """``tracing``, when it exports, gets each call's span."""
         self._settings = settings
         self._failures = Throttled(log)
         self._metrics = metrics
+        self._tracing = tracing if tracing is not None and tracing.exporting else None
         self._redis: Redis | None = None
+        self._span_attributes: dict[str, str | int] = {}
 
     async def start(self) -> None:
         settings = self._settings
@@ -61,6 +72,13 @@ class Cache(Resource):
         )
         # from_pool: the client owns the pool, so closing the client closes its connections.
         self._redis = Redis.from_pool(pool)
+        where = pool.connection_kwargs
+        self._span_attributes = {
+            "db.system.name": "redis",
+            "db.namespace": str(where.get("db", 0)),
+            "server.address": where.get("host", ""),
+            "server.port": where.get("port", 6379),
+        }
         # Not reachable is not a reason to refuse to start: the service works without its cache.
         if not await self.ping():
             log.warning("cache not reachable at start; serving without it until it is")
@@ -82,7 +100,7 @@ class Cache(Resource):
         """The cached value, or ``None`` when it is not cached or the cache failed."""
         try:
             # Values are bytes: the client is made without decode_responses.
-            value = cast("bytes | None", await self._client().get(key))
+            value = cast("bytes | None", await self._traced("GET", self._client().get(key)))
         except (RedisError, OSError) as error:
             self._failed("get", error)
             return None
@@ -92,16 +110,30 @@ class Cache(Resource):
     async def set(self, key: str, value: bytes, *, ttl: int) -> None:
         """Cache ``value`` for ``ttl`` seconds (best effort)."""
         try:
-            await self._client().set(key, value, ex=ttl)
+            await self._traced("SET", self._client().set(key, value, ex=ttl))
         except (RedisError, OSError) as error:
             self._failed("set", error)
 
     async def delete(self, key: str) -> None:
         """Forget ``key`` (best effort; its TTL bounds how long a failed delete leaves it stale)."""
         try:
-            await self._client().delete(key)
+            await self._traced("DEL", self._client().delete(key))
         except (RedisError, OSError) as error:
             self._failed("delete", error)
+
+    async def _traced(self, command: str, call: Awaitable[T]) -> T:
+        """``call``, a client span of the current span when tracing exports; otherwise just ``call``."""
+        if self._tracing is None:
+            return await call
+        span = self._tracing.start_span(command, trace.SpanKind.CLIENT)
+        span.set_attributes({**self._span_attributes, "db.operation.name": command})
+        try:
+            return await call
+        except BaseException as error:
+            span.set_status(trace.StatusCode.ERROR, type(error).__name__)
+            raise
+        finally:
+            span.end()
 
     def _client(self) -> Redis:
         if self._redis is None:

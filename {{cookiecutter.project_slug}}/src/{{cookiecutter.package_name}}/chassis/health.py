@@ -81,6 +81,14 @@ class Health:
             "Changes of readiness between UP and not UP, as the probes found it.",
             registry=registry,
         )
+        # The state of each dependency's connection (database, cache, broker) as its check last found it.
+        self._check_up = Gauge(
+            "health_check_up",
+            "1 when the named health check last passed, else 0 (a dependency's connection state).",
+            ["check"],
+            registry=registry,
+            multiprocess_mode="livemin",
+        )
         self._last_up = False
 
     @property
@@ -124,6 +132,8 @@ class Health:
         names = list(self._checks)
         outcomes = await asyncio.gather(*(self._run(self._checks[name]) for name in names))
         results = dict(zip(names, outcomes, strict=True))
+        for name, result in results.items():
+            self._check_up.labels(name).set(1 if result.up else 0)
         failing = any(not results[name].up and self._checks[name].critical for name in names)
         return (Readiness.DOWN if failing else Readiness.UP), results
 

@@ -61,7 +61,7 @@ def build_services(settings: Settings, *, registry: CollectorRegistry, tracing: 
     items = messaging.published(items)
 {%- endif %}
 {%- if cookiecutter.cache == "redis" %}
-    cache = backing["cache"] = Cache(settings.cache, metrics=CacheMetrics(registry))
+    cache = backing["cache"] = Cache(settings.cache, metrics=CacheMetrics(registry), tracing=tracing)
     items = CachedItemRepository(items, cache, ttl=settings.cache.ttl, key_prefix=settings.cache.key_prefix)
 {%- endif %}
 {%- if cookiecutter.broker != "none" %}
