@@ -27,7 +27,10 @@ from quart import Quart
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.logging import Throttled, configure_logging
-from {{ cookiecutter.package_name }}.chassis.metrics import MULTIPROCESS_ENV_VAR, HttpMetrics
+from {{ cookiecutter.package_name }}.chassis.metrics import (
+    MULTIPROCESS_ENV_VAR,
+    HttpMetrics,
+)
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.chassis.tracing import remote_parent
 from {{ cookiecutter.package_name }}.settings import (

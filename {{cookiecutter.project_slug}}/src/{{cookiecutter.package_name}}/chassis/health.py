@@ -81,7 +81,7 @@ class Health:
             "Changes of readiness between UP and not UP, as the probes found it.",
             registry=registry,
         )
-        # The state of each dependency's connection (database, cache, broker) as its check last found it.
+        # The state of each dependency's connection, as its check last found it.
         self._check_up = Gauge(
             "health_check_up",
             "1 when the named health check last passed, else 0 (a dependency's connection state).",
