@@ -138,6 +138,14 @@ def files_of(project: Path) -> list[Path]:
     return [path for path in project.rglob("*") if path.is_file() and not skipped & set(path.parts)]
 
 
+# The project's only binary files (cookiecutter copies them as they are): not read as text.
+BINARY_SUFFIXES = (".png",)
+
+
+def text_files_of(project: Path) -> list[Path]:
+    return [path for path in files_of(project) if path.suffix not in BINARY_SUFFIXES]
+
+
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

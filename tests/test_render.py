@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, TEMPLATE_DIR, TEMPLATE_SYNTAX, clean_env, files_of, render
+from helpers import DEFAULT_PACKAGE, DEFAULT_SLUG, TEMPLATE_DIR, TEMPLATE_SYNTAX, clean_env, files_of, render, text_files_of
 
 EXPECTED_FILES = [
     "pyproject.toml",
@@ -105,7 +105,7 @@ def without_github_expressions(path: Path, text: str) -> str:
 
 
 def assert_no_template_syntax(project: Path) -> None:
-    for path in files_of(project):
+    for path in text_files_of(project):
         assert not any(mark in str(path.relative_to(project)) for mark in TEMPLATE_SYNTAX), path
         text = without_grafana_legends(path, without_github_expressions(path, path.read_text(encoding="utf-8")))
         marks = ("cookiecutter.",) if is_helm_template(path) else TEMPLATE_SYNTAX
@@ -162,7 +162,7 @@ def test_without_backing_services_nothing_of_them_remains(tmp_path: Path) -> Non
     result = render(tmp_path)
     assert result.returncode == 0, result.stderr
     project = result.project()
-    for path in files_of(project):
+    for path in text_files_of(project):
         text = path.read_text(encoding="utf-8")
         found = re.findall(r"postgres|sqlalchemy|alembic|asyncpg|migrat|redis", text, re.IGNORECASE)
         assert not found, f"{path.relative_to(project)} mentions {found}"
