@@ -473,7 +473,7 @@ def test_make_bench_prints_figures(project: Path) -> None:
 
 
 def test_overhead_benchmark_runs(project: Path) -> None:
-    """bench/compare.py (chassis against bare Quart), in its shortest form."""
+    """bench/compare.py (chassis against bare Quart, on Hypercorn and on uvicorn), in its shortest form."""
     result = subprocess.run(
         [sys.executable, "bench/compare.py", "--project", str(project), "--duration", "1", "--rounds", "1",
          "--connections", "4"],
@@ -481,7 +481,10 @@ def test_overhead_benchmark_runs(project: Path) -> None:
         check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert re.fullmatch(r"ratio: \d\.\d\d", result.stdout.splitlines()[-1]), result.stdout
+    ratios = [line for line in result.stdout.splitlines() if line.startswith("ratio on ")]
+    assert len(ratios) == 2, result.stdout
+    for engine, line in zip(("hypercorn", "uvicorn"), ratios, strict=True):
+        assert re.fullmatch(rf"ratio on {engine}: \d\.\d\d \(chassis ready [+-]\d\.\d\d s after bare\)", line), line
 
 
 FUZZ_SEED = "20261122"  # fixed, so a CI run is reproducible; change it to explore further
