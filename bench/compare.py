@@ -37,9 +37,9 @@ import tomllib
 from pathlib import Path
 from types import ModuleType
 
+# The bare app, then how each engine serves it.
 BARE_APP = '''
 import sys
-import uvloop
 from quart import Quart
 
 app = Quart(__name__)
@@ -49,30 +49,21 @@ BODY = {body}
 @app.get("/")
 async def index():
     return BODY
+'''
 
-
+ON_HYPERCORN = '''
+import uvloop
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
 config = Config()
-config.bind = [f"127.0.0.1:{{sys.argv[1]}}"]
+config.bind = [f"127.0.0.1:{sys.argv[1]}"]
 config.accesslog = None
 uvloop.run(serve(app, config))
 '''
 
-BARE_APP_ON_UVICORN = '''
-import sys
+ON_UVICORN = '''
 import uvicorn
-from quart import Quart
-
-app = Quart(__name__)
-BODY = {body}
-
-
-@app.get("/")
-async def index():
-    return BODY
-
 
 uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[1]), loop="uvloop", http="httptools",
             log_level="warning", access_log=False, lifespan="on")
@@ -132,8 +123,8 @@ def main() -> int:
     body = json.dumps({"name": name, "version": index.stdout.strip(), "commit": "unknown",
                        "build_time": "unknown", "python": "3.11.7"})
     scripts = Path(tempfile.mkdtemp())
-    script_of = {("hypercorn", "bare"): BARE_APP.format(body=body),
-                 ("uvicorn", "bare"): BARE_APP_ON_UVICORN.format(body=body),
+    script_of = {("hypercorn", "bare"): BARE_APP.format(body=body) + ON_HYPERCORN,
+                 ("uvicorn", "bare"): BARE_APP.format(body=body) + ON_UVICORN,
                  ("uvicorn", "chassis"): CHASSIS_ON_UVICORN.format(package=bench.PACKAGE)}
     for (engine, target), text in script_of.items():
         (scripts / f"{engine}_{target}.py").write_text(text, encoding="utf-8")
