@@ -320,11 +320,18 @@ def test_metrics_count_right_across_two_workers(project: Path, start_service, tm
     for index in range(40):
         assert fetch(f"{base}/items")[0] == 200
         assert fetch(f"{base}/no/such/{index}")[0] == 404
+    count = 'http_server_request_duration_seconds_count{http_request_method="GET"'
+    items = f'{count},http_response_status_code="200",http_route="/items"}} 40.0'
+    not_found = f'{count},http_response_status_code="404",http_route="<unmatched>"}} 40.0'
+    # A request is counted just after its response is sent: a scrape the other worker answers
+    # at once may come before the last one is. Within a moment, every scrape must agree.
+    deadline = time.monotonic() + 5
+    while not_found not in fetch(f"{base}/metrics")[1] and time.monotonic() < deadline:
+        time.sleep(0.05)
     for _ in range(4):  # each scrape may reach either worker: all must agree
         text = fetch(f"{base}/metrics")[1]
-        count = 'http_server_request_duration_seconds_count{http_request_method="GET"'
-        assert f'{count},http_response_status_code="200",http_route="/items"}} 40.0' in text
-        assert f'{count},http_response_status_code="404",http_route="<unmatched>"}} 40.0' in text
+        assert items in text
+        assert not_found in text
         assert "/no/such/1" not in text
     stdout, stderr = stop(process)
     assert process.returncode == 0, stderr
