@@ -32,7 +32,12 @@ from {{ cookiecutter.package_name }}.chassis.metrics import (
     HttpMetrics,
 )
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
-from {{ cookiecutter.package_name }}.chassis.tracing import remote_parent
+from {{ cookiecutter.package_name }}.chassis.tracing import (
+    Tracing,
+    current_span_context,
+    headers_of_context,
+    remote_parent,
+)
 from {{ cookiecutter.package_name }}.settings import (
     LoggingSettings,
     MetricsSettings,
@@ -463,3 +468,24 @@ def test_the_fast_traceparent_parser_agrees_with_opentelemetrys(headers: dict[st
     """Messages' trace context is read without the propagator when it can be; the result is the same."""
     expected = trace.get_current_span(TraceContextTextMapPropagator().extract(headers)).get_span_context()
     assert remote_parent(headers) == expected
+
+
+def test_without_an_exporter_the_requests_span_is_local_yet_carried_on() -> None:
+    """Nothing of OpenTelemetry's per request, but what the service sends carries the caller's trace."""
+    tracing = Tracing(TracingSettings(), service="test", version="0")
+    span = tracing.start_server_span(TRACEPARENT, "vendor=1", "GET")
+    try:
+        assert trace.get_current_span().get_span_context() == trace.INVALID_SPAN_CONTEXT
+        assert (span.trace_id, span.exported) == (TRACE_ID, False)
+        assert span.span_id != PARENT_SPAN_ID
+        headers = headers_of_context(current_span_context())
+        assert headers == {"traceparent": f"00-{TRACE_ID}-{span.span_id}-01", "tracestate": "vendor=1"}
+        outbound = tracing.start_client_span("upstream", "GET").headers["traceparent"]
+        assert outbound.startswith(f"00-{TRACE_ID}-")
+    finally:
+        span.detach()
+    assert current_span_context() == trace.INVALID_SPAN_CONTEXT
+    new_trace = tracing.start_server_span(None, None, "GET")
+    new_trace.detach()
+    assert len(new_trace.trace_id) == 32
+    assert new_trace.trace_id != TRACE_ID

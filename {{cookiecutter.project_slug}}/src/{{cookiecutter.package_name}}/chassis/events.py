@@ -24,6 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import BaseModel
 
 from .logging import current_request_id
+from .tracing import current_span_context, headers_of_context
 
 SPEC_VERSION = "1.0"
 # The content type of a structured-mode CloudEvent in JSON (the message's content type).
@@ -76,8 +77,7 @@ class CloudEvent:
 
 def context_headers() -> dict[str, str]:
     """The current trace context and request id, as headers of a message sent now."""
-    headers: dict[str, str] = {}
-    _PROPAGATOR.inject(headers)
+    headers = headers_of_context(current_span_context())
     request_id = current_request_id()
     if request_id is not None:
         headers[REQUEST_ID_HEADER] = request_id
