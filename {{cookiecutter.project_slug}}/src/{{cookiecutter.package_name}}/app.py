@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from . import DISTRIBUTION_NAME, __version__
-from .chassis import api_docs, info
+from .chassis import api_docs
 {%- if cookiecutter.auth == "oidc" %}
 from .chassis.auth import install_auth
 {%- endif %}
@@ -13,6 +13,7 @@ from .chassis.errors import install_errors
 from .chassis.event_loop_lag import EventLoopLag
 from .chassis.health import Health, install_health
 from .chassis.http_client import HttpClientMetrics, Upstreams
+from .chassis.info import info_blueprint
 from .chassis.instrumentation import PROBE_ROUTES, install_instrumentation
 from .chassis.json_body import install_json_body
 from .chassis.json_responses import install_json_responses
@@ -23,7 +24,7 @@ from .chassis.metrics import HttpMetrics, install_metrics
 from .chassis.openapi import install_openapi
 from .chassis.parts import attach
 from .chassis.proxies import install_proxy_headers
-from .chassis.request_guard import install_request_guard
+from .chassis.request_guard import RequestGuard
 from .chassis.security import install_cors
 from .chassis.tracing import Tracing
 from .services import Services, build_services
@@ -69,12 +70,17 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     attach(app, upstreams)
     attach(app, services)
 
-    # ASGI middleware, innermost first: the guard, then the instrumentation that counts and
-    # logs every request (the guard's refusals too), then the proxies' view of the client.
+    # ASGI middleware, innermost first: the instrumentation, which asks the guard before the
+    # app runs and counts and logs every request (the guard's refusals too), then the proxies'
+    # view of the client.
     probes_and_scrapes = frozenset((*PROBE_ROUTES, settings.metrics.path))
-    install_request_guard(app, health, settings.http, always_admitted=probes_and_scrapes)
     install_instrumentation(
-        app, metrics=metrics, tracing=tracing, logging=settings.logging, metrics_path=settings.metrics.path
+        app,
+        guard=RequestGuard(health, settings.http, always_admitted=probes_and_scrapes),
+        metrics=metrics,
+        tracing=tracing,
+        logging=settings.logging,
+        metrics_path=settings.metrics.path,
     )
     install_proxy_headers(app, settings.http)
     install_errors(app)
@@ -85,7 +91,7 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     install_management_port(app, settings)
     install_health(app, health)
     install_metrics(app, metrics, settings.metrics.path)
-    app.register_blueprint(info.blueprint)
+    app.register_blueprint(info_blueprint(settings))
     if api:
         install_openapi(app, BLUEPRINTS, title=DISTRIBUTION_NAME, version=__version__)
 {%- if cookiecutter.auth == "oidc" %}

@@ -1,14 +1,15 @@
 """Per-request instrumentation: request id, trace context, metrics and the access log.
 
-It is an ASGI middleware around the Quart app, so each request pays for one
-wrapper call rather than three Quart hooks, and every request is counted, even
+It is the service's one ASGI middleware around the Quart app, so each request pays
+for one wrapper call rather than Quart hooks, and every request is counted, even
 one that fails before Quart's own hooks run.  Before the app runs it takes or
 makes the request id, starts the server span and binds both to the request's log
-lines; it adds ``X-Request-ID`` and the security headers to the response as it
-is sent; afterwards it
-counts the request and writes the one access line.  A URL value preprocessor
-records the matched route template: the metric label and the access line
-use the template (``/items/<id>``), never the raw path.
+lines, and asks the request guard (``request_guard.py``) whether the request may
+reach the app at all; it adds ``X-Request-ID`` and the security headers (and
+``Connection: close`` while draining) to the response as it is sent; afterwards it
+counts the request, the guard's refusals too, and writes the one access line.  A URL
+value preprocessor records the matched route template: the metric label and the access
+line use the template (``/items/<id>``), never the raw path.
 
 A client that goes away before it is answered is counted and logged with status 499
 (nginx's "client closed request"), not as a server error: no 500 was sent.
@@ -28,6 +29,7 @@ from quart import Quart, request
 from ..settings import LoggingSettings
 from .logging import AccessLog, RequestFields, access_log, bind_request_fields
 from .metrics import UNMATCHED_ROUTE, HttpMetrics
+from .request_guard import CONNECTION_CLOSE, RequestGuard, refuse_websocket, send_refusal
 from .request_id import HEADER_KEY as REQUEST_ID_KEY
 from .request_id import request_id_from
 from .security import SECURITY_HEADERS
@@ -52,15 +54,21 @@ _in_flight: ContextVar[_InFlight | None] = ContextVar("in_flight", default=None)
 
 
 def install_instrumentation(
-    app: Quart, *, metrics: HttpMetrics, tracing: Tracing, logging: LoggingSettings, metrics_path: str
+    app: Quart,
+    *,
+    guard: RequestGuard,
+    metrics: HttpMetrics,
+    tracing: Tracing,
+    logging: LoggingSettings,
+    metrics_path: str,
 ) -> None:
     """Wrap ``app``'s ASGI callable, and record each request's route template."""
+    routes = _RouteTemplates(app)
 
-    def record_route(_endpoint: str | None, _values: dict[str, Any] | None) -> None:
+    def record_route(endpoint: str | None, _values: dict[str, Any] | None) -> None:
         state = _in_flight.get()
-        rule = request.url_rule
-        if state is not None and rule is not None:
-            state.route = rule.rule
+        if state is not None and endpoint is not None:
+            state.route = routes.of(endpoint)
 
     # A URL value preprocessor, not a ``before_request`` hook: Quart runs those before any
     # hook that could answer the request, and calls them directly (a hook costs an await).
@@ -69,6 +77,7 @@ def install_instrumentation(
     untraced_paths = frozenset(() if tracing.trace_probes else (*PROBE_ROUTES, metrics_path))
     app.asgi_app = _InstrumentationMiddleware(  # type: ignore[method-assign] # Quart's way to add middleware
         app.asgi_app,
+        guard=guard,
         metrics=metrics,
         tracing=tracing,
         write_access_line=access_log() if logging.access_log else None,
@@ -77,11 +86,32 @@ def install_instrumentation(
     )
 
 
+class _RouteTemplates:
+    """The route template of each endpoint, looked up once (``request.url_rule`` costs a
+    context lookup per request); an endpoint with several routes asks which one matched."""
+
+    def __init__(self, app: Quart) -> None:
+        self._url_map = app.url_map
+        self._of_endpoint: dict[str, str] = {}
+
+    def of(self, endpoint: str) -> str:
+        route = self._of_endpoint.get(endpoint)
+        if route is not None:
+            return route
+        rules = list(self._url_map.iter_rules(endpoint))
+        if len(rules) == 1:
+            route = self._of_endpoint[endpoint] = rules[0].rule
+            return route
+        rule = request.url_rule
+        return UNMATCHED_ROUTE if rule is None else rule.rule
+
+
 class _InstrumentationMiddleware:
     def __init__(
         self,
         app: Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]],
         *,
+        guard: RequestGuard,
         metrics: HttpMetrics,
         tracing: Tracing,
         write_access_line: AccessLog | None,
@@ -89,6 +119,7 @@ class _InstrumentationMiddleware:
         untraced_paths: frozenset[str],
     ) -> None:
         self._app = app
+        self._guard = guard
         self._metrics = metrics
         self._tracing = tracing
         self._write_access_line = write_access_line
@@ -97,7 +128,10 @@ class _InstrumentationMiddleware:
 
     async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
         if scope["type"] != "http":
-            await self._app(scope, receive, send)
+            if scope["type"] == "websocket":
+                await refuse_websocket(scope, receive, send)
+            else:
+                await self._app(scope, receive, send)
             return
         started_ns = time.perf_counter_ns()
         method = scope["method"] if scope["method"] in KNOWN_METHODS else OTHER_METHOD
@@ -111,6 +145,9 @@ class _InstrumentationMiddleware:
         in_progress = self._metrics.in_progress_of(method)
         in_progress.inc()
         request_id_header = (REQUEST_ID_KEY, request_id.encode("latin-1"))
+        guard = self._guard
+        refusal = guard.refusal(scope)
+        admitted = refusal is None and guard.admit(scope)
         status = 500  # what the client sees if the app fails before answering
         answered = client_gone = False
 
@@ -124,12 +161,19 @@ class _InstrumentationMiddleware:
             nonlocal status, answered
             if message["type"] == "http.response.start":
                 status, answered = message["status"], True
-                message["headers"] = [*message["headers"], request_id_header, *SECURITY_HEADERS]
+                headers = [*message["headers"], request_id_header, *SECURITY_HEADERS]
+                if guard.closes_connection(scope):
+                    headers.append(CONNECTION_CLOSE)
+                message["headers"] = headers
             await send(message)
 
         try:
-            await self._app(scope, receive_noting_disconnect, send_with_request_id)
+            if refusal is None:
+                await self._app(scope, receive_noting_disconnect, send_with_request_id)
+            else:
+                await send_refusal(scope, send_with_request_id, refusal)
         finally:
+            guard.release(admitted)
             if client_gone and not answered:
                 status = CLIENT_CLOSED
             seconds = (time.perf_counter_ns() - started_ns) / 1e9

@@ -16,97 +16,68 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
-from collections.abc import Awaitable, Callable
 
-from hypercorn.typing import (
-    ASGIReceiveCallable,
-    ASGISendCallable,
-    ASGISendEvent,
-    HTTPScope,
-    Scope,
-    WebsocketScope,
-)
-from quart import Quart
+from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, WebsocketScope
 
 from ..settings import HttpSettings
 from .errors import CONTENT_TYPE, problem_document
 from .health import Health
 from .security import SECURITY_HEADERS
 
-ASGIApp = Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]]
 CONNECTION_CLOSE = (b"connection", b"close")
 HTTP1 = frozenset({"1.0", "1.1"})
 
 
-def install_request_guard(
-    app: Quart, health: Health, settings: HttpSettings, *, always_admitted: frozenset[str]
-) -> None:
-    """Put the guard in front of the app (inside the instrumentation, which counts what it refuses)."""
-    app.asgi_app = RequestGuard(  # type: ignore[method-assign] # Quart's way to add middleware
-        app.asgi_app,
-        health=health,
-        max_concurrent=settings.max_concurrent_requests,
-        max_header_size=settings.max_header_size,
-        always_admitted=always_admitted,
-    )
+@dataclasses.dataclass(frozen=True, slots=True)
+class Refusal:
+    """A request's answer given here, before the app: a problem document and its extra headers."""
+
+    status: int
+    detail: str
+    headers: tuple[tuple[bytes, bytes], ...] = ()
 
 
 class RequestGuard:
-    def __init__(
-        self,
-        app: ASGIApp,
-        *,
-        health: Health,
-        max_concurrent: int,
-        max_header_size: int,
-        always_admitted: frozenset[str],
-    ) -> None:
-        self._app = app
+    """What the instrumentation asks before and while a request runs (one ASGI layer serves both:
+    each layer costs every request an extra call and an extra wrapper around ``send``)."""
+
+    def __init__(self, health: Health, settings: HttpSettings, *, always_admitted: frozenset[str]) -> None:
         self._health = health
-        self._max_concurrent = max_concurrent
-        self._max_header_size = max_header_size
+        self._max_concurrent = settings.max_concurrent_requests
+        self._max_header_size = settings.max_header_size
         self._always_admitted = always_admitted
         self._running = 0
 
-    async def __call__(self, scope: Scope, receive: ASGIReceiveCallable, send: ASGISendCallable) -> None:
-        if scope["type"] == "websocket":
-            await _refuse_websocket(scope, receive, send)
-            return
-        if scope["type"] != "http":
-            await self._app(scope, receive, send)
-            return
-        refusal = self._malformed(scope)
-        if refusal is not None:
-            await _send_problem(scope, send, *refusal, close=True)
-            return
-        counted = scope["path"] not in self._always_admitted
-        if counted and self._running >= self._max_concurrent:
+    def refusal(self, scope: HTTPScope) -> Refusal | None:
+        """Why the request must not reach the app, if it must not; ``admit`` it otherwise."""
+        malformed = self._malformed(scope)
+        if malformed is not None:
+            return malformed
+        if self._running >= self._max_concurrent and scope["path"] not in self._always_admitted:
             detail = (
                 f"The service is handling its limit of {self._max_concurrent} requests at once "
                 "(setting http.max_concurrent_requests); try again shortly."
             )
-            await _send_problem(scope, send, 503, detail, headers=[(b"retry-after", b"1")])
-            return
+            return Refusal(503, detail, ((b"retry-after", b"1"),))
+        return None
+
+    def admit(self, scope: HTTPScope) -> bool:
+        """Count the request among those running (probes and scrapes are not); ``release`` it after."""
+        counted = scope["path"] not in self._always_admitted
         self._running += counted
-        try:
-            await self._app(scope, receive, self._closing_while_draining(scope, send))
-        finally:
-            self._running -= counted
+        return counted
 
-    def _closing_while_draining(self, scope: HTTPScope, send: ASGISendCallable) -> ASGISendCallable:
-        if scope["http_version"] not in HTTP1:
-            return send  # HTTP/2 ends connections with GOAWAY, not a header
+    def release(self, counted: bool) -> None:
+        self._running -= counted
 
-        async def send_closing(message: ASGISendEvent) -> None:
-            if message["type"] == "http.response.start" and self._health.draining:
-                message["headers"] = [*message["headers"], CONNECTION_CLOSE]
-            await send(message)
+    def closes_connection(self, scope: HTTPScope) -> bool:
+        """Whether the response must say ``Connection: close`` (asked as it is sent)."""
+        # HTTP/2 ends connections with GOAWAY, not a header.
+        return self._health.draining and scope["http_version"] in HTTP1
 
-        return send_closing
-
-    def _malformed(self, scope: HTTPScope) -> tuple[int, str] | None:
-        """The status and detail for a request that must not reach the app; None for the others."""
+    def _malformed(self, scope: HTTPScope) -> Refusal | None:
         size = len(scope["raw_path"]) + len(scope["query_string"])
         hosts = content_length = transfer_encoding = 0
         for name, value in scope["headers"]:
@@ -115,34 +86,27 @@ class RequestGuard:
             content_length += name == b"content-length"
             transfer_encoding += name == b"transfer-encoding"
         if size > self._max_header_size:
-            return 431, "The request's headers are too large (setting http.max_header_size)."
+            return Refusal(431, "The request's headers are too large (setting http.max_header_size).")
+        # Ambiguous framing: the connection closes, so nothing sent after it on it is served.
         if content_length and transfer_encoding:
-            return 400, "The request has both Content-Length and Transfer-Encoding; send one."
+            detail = "The request has both Content-Length and Transfer-Encoding; send one."
+            return Refusal(400, detail, (CONNECTION_CLOSE,))
         if hosts > 1:
-            return 400, "The request has more than one Host header."
+            return Refusal(400, "The request has more than one Host header.", (CONNECTION_CLOSE,))
         return None
 
 
-async def _send_problem(
-    scope: HTTPScope,
-    send: ASGISendCallable,
-    status: int,
-    detail: str,
-    *,
-    close: bool = False,
-    headers: list[tuple[bytes, bytes]] | None = None,
-) -> None:
+async def send_refusal(scope: HTTPScope, send: ASGISendCallable, refusal: Refusal) -> None:
     """A problem answered here, before Quart: the same shape its error handlers give."""
-    body = json.dumps(problem_document(status, detail, instance=scope["path"])).encode()
-    extra = [*(headers or []), *([CONNECTION_CLOSE] if close else [])]
+    body = json.dumps(problem_document(refusal.status, refusal.detail, instance=scope["path"])).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": status,
+            "status": refusal.status,
             "headers": [
                 (b"content-type", CONTENT_TYPE.encode()),
                 (b"content-length", str(len(body)).encode()),
-                *extra,
+                *refusal.headers,
             ],
             "trailers": False,
         }
@@ -150,7 +114,7 @@ async def _send_problem(
     await send({"type": "http.response.body", "body": body, "more_body": False})
 
 
-async def _refuse_websocket(
+async def refuse_websocket(
     scope: WebsocketScope, receive: ASGIReceiveCallable, send: ASGISendCallable
 ) -> None:
     await receive()  # websocket.connect
