@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import platform
 
-from quart import Blueprint, current_app
+from quart import Blueprint
 
 from .. import DISTRIBUTION_NAME, TEMPLATE_VERSION, __version__
 from ..settings import Settings
-from .parts import part_of
-
-blueprint = Blueprint("info", __name__)
 
 
-@blueprint.get("/info")
-async def info() -> dict[str, str]:
-    settings = part_of(current_app, Settings)
-    return {
+def info_blueprint(settings: Settings) -> Blueprint:
+    """The blueprint of ``/info``; its document is made once: nothing in it changes while the process runs."""
+    blueprint = Blueprint("info", __name__)
+    document = {
         "name": DISTRIBUTION_NAME,
         "version": __version__,
         "commit": settings.build.commit,
@@ -24,3 +21,9 @@ async def info() -> dict[str, str]:
         "python": platform.python_version(),
         "template_version": TEMPLATE_VERSION,
     }
+
+    @blueprint.get("/info")
+    async def info() -> dict[str, str]:
+        return document
+
+    return blueprint

@@ -131,6 +131,8 @@ def _dumping_models(make_response: MakeResponse) -> MakeResponse:
     """Quart's ``make_response``, turning a pydantic model (alone or first in a tuple) into JSON data."""
 
     async def make_response_from_models(result: Any) -> ResponseTypes:
+        if type(result) is dict:  # the common case, without pydantic's slower isinstance
+            return await make_response(result)
         if isinstance(result, BaseModel):
             result = result.model_dump(mode="json")
         elif isinstance(result, tuple) and result and isinstance(result[0], BaseModel):
