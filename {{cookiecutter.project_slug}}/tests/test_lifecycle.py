@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from quart import Quart
@@ -74,6 +75,14 @@ async def test_dependencies_start_first_and_stop_last() -> None:
         )
         events.clear()
     assert events == ["stop repository", "stop cache", "stop database"]
+
+
+async def test_once_ready_what_starting_made_is_kept_out_of_garbage_collections() -> None:
+    app = app_with((Recorder("database", []), ()))
+    async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
+        # In no generation the collector walks (the process's first app froze them: tests start many).
+        assert gc.get_freeze_count() > 0
 
 
 async def test_a_failed_start_stops_what_started_and_stops_the_service() -> None:

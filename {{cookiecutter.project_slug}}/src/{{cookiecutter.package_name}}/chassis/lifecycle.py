@@ -6,7 +6,8 @@ with the names of the resources they depend on, which must have been added
 before them (so there can be no cycle).  Once the server is listening, the
 resources start in the background, so probes answer ``STARTING`` meanwhile:
 independent ones concurrently, each after the ones it depends on, each within
-``resources.start_timeout``.  When all have started the service is ready.  If one
+``resources.start_timeout``.  When all have started the service is ready (and what
+starting made is frozen out of the garbage collector's way, ``startup_heap.py``).  If one
 fails, the ones already started are stopped, the failure is logged, and the
 process exits 1: it never serves half-started.  When a stop signal comes, each started
 resource is told to take no new work (``drain``: a consumer stops fetching messages)
@@ -24,6 +25,7 @@ from quart import Quart
 from .health import Check, Health
 from .logging import get_logger
 from .parts import attach
+from .startup_heap import freeze_startup_heap
 
 log = get_logger(__name__)
 
@@ -151,6 +153,7 @@ class Lifecycle:
                 self.request_stop.set()
             return
         self._health.mark_started()
+        freeze_startup_heap()  # all that starting made lives as long as the process
         log.info("service ready", resources=len(self._started))
 
     async def _start(self, entry: _Entry) -> None:
