@@ -1,7 +1,7 @@
 """Chassis overhead: a generated service against a bare Quart app, in one interleaved run.
 
 It serves, on each engine with the same server settings (one process, uvloop, loopback):
-  - bare:    a Quart app that returns the same JSON for GET / and nothing else;
+  - bare:    a Quart app that answers GET /info with the same JSON document, and nothing else;
   - chassis: GET /info of the generated service (a small JSON document, as bare's), with
              every chassis feature on: JSON logs (to /dev/null), access log, metrics,
              request ids, trace context without exporter.
@@ -27,13 +27,11 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
-import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -46,8 +44,8 @@ app = Quart(__name__)
 BODY = {body}
 
 
-@app.get("/")
-async def index():
+@app.get("/info")
+async def info():
     return BODY
 '''
 
@@ -116,12 +114,11 @@ def main() -> int:
     project = args.project.resolve()
     bench = load_project_bench(project)
     python = str(project / ".venv" / "bin" / "python")
-    name = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["name"]
-    index = subprocess.run([python, "-c", f"import {bench.PACKAGE} as p; print(p.__version__)"],
-                           capture_output=True, text=True, check=True)
-    # The shape of the chassis' /info.
-    body = json.dumps({"name": name, "version": index.stdout.strip(), "commit": "unknown",
-                       "build_time": "unknown", "python": "3.11.7"})
+    # The document the chassis' /info answers (no build settings given).
+    document = ('{"name": p.DISTRIBUTION_NAME, "version": p.__version__, "commit": "unknown", '
+                '"build_time": "unknown", "python": platform.python_version(), "template_version": p.TEMPLATE_VERSION}')
+    body = subprocess.run([python, "-c", f"import json, platform, {bench.PACKAGE} as p; print(json.dumps({document}))"],
+                          capture_output=True, text=True, check=True).stdout.strip()
     scripts = Path(tempfile.mkdtemp())
     script_of = {("hypercorn", "bare"): BARE_APP.format(body=body) + ON_HYPERCORN,
                  ("uvicorn", "bare"): BARE_APP.format(body=body) + ON_UVICORN,
@@ -141,7 +138,7 @@ def main() -> int:
         base = f"http://127.0.0.1:{port}"
         if target == "chassis":
             return process, f"{base}/health/ready", f"{base}/info"
-        return process, f"{base}/", f"{base}/"
+        return process, f"{base}/info", f"{base}/info"
 
     print(f"{args.rounds} interleaved rounds of {args.duration} s, {args.connections} connections")
     runs = [(engine, target) for engine in ENGINES for target in ("bare", "chassis")]

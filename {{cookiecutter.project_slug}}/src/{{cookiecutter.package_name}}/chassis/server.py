@@ -48,6 +48,9 @@ AppFactory = Callable[[Settings], TimeLimitedQuart]
 LoopFactory = Callable[[], asyncio.AbstractEventLoop]
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 EXIT_FORCED = 1
+# How long the process outlives the end of the grace period when it cut requests off (see
+# _GracefulShutdown.let_cut_off_clients_read), as nginx's lingering close waits for a client.
+CUT_OFF_LINGER = 0.5
 
 log = get_logger(__name__)
 
@@ -159,6 +162,7 @@ async def _serve_until_signalled(
     for received in early_signals:
         shutdown.on_signal(received)
     await serve_http(app, settings, sockets, stop)
+    await shutdown.let_cut_off_clients_read()
     log.info("server stopped")
 
 
@@ -173,6 +177,7 @@ class _GracefulShutdown:
         self._stop = stop
         self._signalled = False
         self._stopping = False
+        self._cut_off_at: float | None = None
 
     def on_signal(self, signum: int) -> None:
         name = signal.Signals(signum).name
@@ -206,7 +211,19 @@ class _GracefulShutdown:
     def _end_grace_period(self) -> None:
         cut_off = self._app.end_grace_period()
         if cut_off:
+            self._cut_off_at = asyncio.get_running_loop().time()
             log.warning("grace period over; requests still running are answered 503", requests=cut_off)
+
+    async def let_cut_off_clients_read(self) -> None:
+        """Give the clients whose requests were cut off time to read their 503 before the process exits.
+
+        Such a client may still be sending its body.  Its socket, closed at exit with those
+        bytes unread, is reset, and a reset can destroy the 503 before the client reads it
+        (which the process's quick exit made common).  The wait overlaps the resources' stop.
+        """
+        if self._cut_off_at is not None:
+            elapsed = asyncio.get_running_loop().time() - self._cut_off_at
+            await asyncio.sleep(max(0.0, CUT_OFF_LINGER - elapsed))
 
 
 def _supervise(app_factory: AppFactory, settings: Settings, sockets: Sockets) -> int:
