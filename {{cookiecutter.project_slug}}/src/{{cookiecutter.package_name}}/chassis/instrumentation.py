@@ -1,15 +1,15 @@
 """Per-request instrumentation: request id, trace context, metrics and the access log.
 
-It is the service's one ASGI middleware around the Quart app, so each request pays
-for one wrapper call rather than Quart hooks, and every request is counted, even
-one that fails before Quart's own hooks run.  Before the app runs it takes or
-makes the request id, starts the server span and binds both to the request's log
-lines, and asks the request guard (``request_guard.py``) whether the request may
-reach the app at all; it adds ``X-Request-ID`` and the security headers (and
-``Connection: close`` while draining) to the response as it is sent; afterwards it
-counts the request, the guard's refusals too, and writes the one access line.  A URL
-value preprocessor records the matched route template: the metric label and the access
-line use the template (``/items/<id>``), never the raw path.
+It is the ASGI middleware around the Quart app (only trusted proxies add one, outside
+it), so each request pays for one wrapper call rather than Quart hooks, and every
+request is counted, even one that fails before Quart's own hooks run.  Before the app
+runs it takes or makes the request id, starts the server span and binds both to the
+request's log lines, and asks the request guard (``request_guard.py``) whether the
+request may reach the app at all; it adds ``X-Request-ID`` and the security headers
+(and ``Connection: close`` while draining) to the response as it is sent; afterwards
+it counts the request, the guard's refusals too, and writes the one access line.  A
+URL value preprocessor records the matched route template: the metric label and the
+access line use the template (``/items/<id>``), never the raw path.
 
 A client that goes away before it is answered is counted and logged with status 499
 (nginx's "client closed request"), not as a server error: no 500 was sent.
