@@ -256,6 +256,20 @@ def test_a_scrape_across_workers_skips_a_file_no_worker_has_written(
     assert f'{count}http_response_status_code="200",http_route="/items"}} 1.0' in body.decode()
 
 
+async def test_a_view_on_two_routes_is_counted_under_the_route_that_matched() -> None:
+    app = await started_app(Settings())
+    app.add_url_rule("/gadgets/<thing_id>", "thing_or_gadget", thing)
+    app.add_url_rule("/widgets/<thing_id>", "thing_or_gadget", thing)
+    client = app.test_client()
+    for path in ("/gadgets/1", "/widgets/2", "/widgets/3"):
+        await client.get(path)
+    text = await (await client.get("/metrics")).get_data(as_text=True)
+    count = 'http_server_request_duration_seconds_count{http_request_method="GET",'
+    count += 'http_response_status_code="200",'
+    assert f'{count}http_route="/gadgets/<thing_id>"}} 1.0' in text
+    assert f'{count}http_route="/widgets/<thing_id>"}} 2.0' in text
+
+
 async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> None:
     client = served.test_client()
     for thing_id in ("1", "2", "3"):
