@@ -50,9 +50,10 @@ class RequestSpan(Protocol):
 class LocalSpan:
     """A request's span when nothing is exported: its ids, and nothing of OpenTelemetry's.
 
-    An SDK-less OpenTelemetry span made current cost a fifth of the chassis' time per
-    request (a span context, a context, attach and detach); this is a few integers in
-    a context variable, turned into a span context only when something asks for one.
+    An SDK-less OpenTelemetry span made current (a span context, a context, attach and
+    detach) cost about 32k CPU instructions a request, an eighth of what the chassis added;
+    this is a few integers in a context variable (about 7k), turned into a span context
+    only when something asks for one.
     """
 
     __slots__ = ("_parent", "_span_id", "_token", "_trace_id", "span_id", "trace_id")
@@ -92,7 +93,8 @@ _local_span: ContextVar[LocalSpan | None] = ContextVar("local_span", default=Non
 def current_span_context() -> trace.SpanContext:
     """The context of the current span: OpenTelemetry's current one, else the request's local span.
 
-    (Invalid outside any span.)  Every span and header this service makes takes its parent here.
+    (Invalid outside any span.)  What the service sends (trace headers of outbound calls and
+    messages) and the spans it makes without an exporter take their parent here.
     """
     span_context = trace.get_current_span().get_span_context()
     if span_context.is_valid:
