@@ -159,6 +159,15 @@ DIRECT_PUBLISHING_FILES = [
     "src/{package}/services/published_items.py",
 ]
 
+# The pins the template's CI verified, shipped in the rendered project for this hook alone.
+PINS_FILE = "tested-pins.txt"
+EXCLUDE_NEWER = "# exclude-newer: "
+# A pin in it: "quart==0.22.0 ; python_full_version < '3.13'" -> quart, 0.22.0.
+PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)")
+# Where the pins go for one `uv lock`, and what they leave in uv.lock that the project does not declare.
+TOOL_UV = "[tool.uv]\n"
+LOCKED_CONSTRAINTS = re.compile(r"^\[manifest\]\nconstraints = \[\n(?:    .*\n)*\]\n\n", re.MULTILINE)
+LOCKED_OPTIONS = re.compile(r"^\[options\]\nexclude-newer = \"[^\"]*\"\n\n", re.MULTILINE)
 SKIP_VERIFY_ENV = "PYCHASSIS_SKIP_VERIFY"
 SKIP_LOCK_ENV = "PYCHASSIS_SKIP_LOCK"
 DEFAULT_INDEX = "https://pypi.org/simple/"
@@ -279,27 +288,40 @@ def cache_dir() -> Path:
     return Path(base) / "pychassis"
 
 
-def find_uv() -> str:
-    """uv from PATH, from the running Python, or bootstrapped once into a cache folder."""
+def find_uv(version: str | None) -> str:
+    """The uv that the pins name (the lock's format follows uv's version): from PATH when it is that
+    version, else installed once into a cache folder. Without a version, any uv."""
     found = shutil.which("uv")
-    if found:
+    if found and (version is None or uv_version(found) == version):
         return found
-    try:
-        import uv  # type: ignore[import-not-found]
-
-        return uv.find_uv_bin()
-    except (ImportError, FileNotFoundError):
-        pass
-    target = cache_dir() / "uv"
+    target = cache_dir() / f"uv-{version or 'latest'}"
     binary = target / "bin" / "uv"
     if not binary.exists():
-        say(f"uv not found; installing it into {target}")
+        say(f"installing uv {version or ''} into {target}".replace("  ", " "))
+        cache_dir().mkdir(parents=True, exist_ok=True)
+        # Installed beside the target, then renamed into place: a concurrent generation sees all of it or none.
+        scratch = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=cache_dir()))
         run_step(
-            "bootstrap uv",
-            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(target), "uv"],
+            "installing uv",
+            [sys.executable, "-m", "pip", "install", "--quiet", "--target", str(scratch),
+             f"uv=={version}" if version else "uv"],
             timeout=LOCK_TIMEOUT,
         )
+        try:
+            scratch.rename(target)
+        except OSError:  # another generation got there first
+            shutil.rmtree(scratch, ignore_errors=True)
     return str(binary)
+
+
+def uv_version(uv: str) -> str | None:
+    """``0.13.10`` for a uv that says ``uv 0.13.10 (...)``; None when it does not run."""
+    try:
+        result = subprocess.run([uv, "--version"], capture_output=True, text=True, timeout=PROBE_TIMEOUT)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    words = result.stdout.split()
+    return words[1] if result.returncode == 0 and len(words) > 1 else None
 
 
 def tool_env() -> dict:
@@ -350,17 +372,74 @@ def tail(log: Path, lines: int = 15) -> str:
     return "\n".join(f"    {line}" for line in text[-lines:])
 
 
-def lock(uv: str, project: Path) -> None:
-    """Write both locks with the project's own lock script, the same code as ``make lock``."""
-    env_path = f"{Path(uv).parent}{os.pathsep}{os.environ.get('PATH', '')}"
-    run_step(
-        "locking requirements.lock and requirements-dev.lock",
-        [sys.executable, "scripts/lock.py"],
-        timeout=LOCK_TIMEOUT,
-        cwd=project,
-        extra_env={"PATH": env_path},
-    )
-    say("wrote requirements.lock and requirements-dev.lock (pinned, with hashes)")
+class Pins:
+    """The dependency set the template's CI verified (``tested-pins.txt``, which the hook removes)."""
+
+    def __init__(self, text: str) -> None:
+        lines = [line.strip() for line in text.splitlines()]
+        self.requirements = [line for line in lines if line and not line.startswith("#")]
+        self.exclude_newer = next(
+            (line.removeprefix(EXCLUDE_NEWER).strip() for line in lines if line.startswith(EXCLUDE_NEWER)), None
+        )
+        self.versions = {}
+        for requirement in self.requirements:
+            match = PIN.match(requirement)
+            if match:
+                self.versions.setdefault(canonical(match.group(1)), set()).add(match.group(2))
+
+    def version_of(self, name: str) -> str | None:
+        """The one version pinned for ``name`` (None when it is not pinned, or pinned per Python)."""
+        versions = self.versions.get(canonical(name), set())
+        return next(iter(versions)) if len(versions) == 1 else None
+
+
+def take_pins(project: Path) -> Pins | None:
+    """Read the tested pins out of the rendered project and remove the file: the project's fact is uv.lock."""
+    path = project / PINS_FILE
+    if not path.exists():  # a second run of this hook
+        return None
+    pins = Pins(path.read_text(encoding="utf-8"))
+    path.unlink()
+    return pins
+
+
+def lock(uv: str, project: Path, pins: Pins | None) -> None:
+    """Write uv.lock: cut from the tested pins for a new project; kept (and completed) for an existing one."""
+    if (project / "uv.lock").exists() or pins is None:
+        run_step("locking uv.lock", [uv, "lock", "--quiet"], timeout=LOCK_TIMEOUT, cwd=project)
+        say("kept the pins of the existing uv.lock")
+        return
+    cut_lock(uv, project, pins)
+    say(f"wrote uv.lock: the pins the template's CI verified ({len(pins.requirements)} packages, "
+        f"files published before {pins.exclude_newer}), with hashes, for every supported Python")
+
+
+def cut_lock(uv: str, project: Path, pins: Pins) -> None:
+    """Lock with the pins as uv constraints, then take them (and their date) out of the lock again.
+
+    uv reads constraints only from pyproject.toml, so they are there for one ``uv lock`` and the file is
+    restored byte for byte. What the constraints and the date leave in uv.lock (``[manifest]``
+    ``constraints`` and ``[options]`` ``exclude-newer``) is removed, and ``uv lock --check`` proves
+    that the lock then fits the project as it is: later ``uv sync --locked`` and ``uv lock`` keep it.
+    """
+    pyproject = project / "pyproject.toml"
+    original = pyproject.read_bytes()
+    settings = "constraint-dependencies = " + json.dumps(pins.requirements) + "\n"
+    if pins.exclude_newer:
+        settings += f"exclude-newer = {json.dumps(pins.exclude_newer)}\n"
+    text = original.decode("utf-8")
+    if TOOL_UV not in text:
+        raise HookFailure(f"pyproject.toml has no {TOOL_UV.strip()} table to put the pins in")
+    try:
+        pyproject.write_text(text.replace(TOOL_UV, TOOL_UV + settings, 1), encoding="utf-8")
+        run_step("locking uv.lock from the tested pins", [uv, "lock", "--quiet"], timeout=LOCK_TIMEOUT, cwd=project)
+    finally:
+        pyproject.write_bytes(original)
+    lock_file = project / "uv.lock"
+    locked = LOCKED_OPTIONS.sub("", LOCKED_CONSTRAINTS.sub("", lock_file.read_text(encoding="utf-8"), count=1), count=1)
+    lock_file.write_text(locked, encoding="utf-8")
+    run_step("checking uv.lock against pyproject.toml", [uv, "lock", "--check", "--offline", "--quiet"],
+             timeout=LOCK_TIMEOUT, cwd=project)
 
 
 def verification_python() -> str:
@@ -475,24 +554,15 @@ def check_package_name(modules: dict) -> None:
 def verify(uv: str, python: str, project: Path, log: Path) -> str:
     """Install into .venv and run the tests; returns pytest's counts (and why tests were skipped)."""
     venv_python = project / ".venv" / "bin" / "python"
-    if not venv_python.exists():
-        run_step(
-            "creating .venv",
-            [uv, "venv", "--seed", "--quiet", "--python", python, ".venv"],
-            timeout=INSTALL_TIMEOUT, log=log, cwd=project,
-        )
+    # Exactly what uv.lock holds (hashes checked), the dev group and the project itself included:
+    # what `make install` does. An existing .venv (a second run) is reused.
     run_step(
-        "installing requirements-dev.lock",
-        [uv, "pip", "install", "--python", str(venv_python), "--require-hashes", "-r", "requirements-dev.lock"],
+        "installing uv.lock into .venv",
+        [uv, "sync", "--locked", "--python", python],
         timeout=INSTALL_TIMEOUT, log=log, cwd=project,
     )
     # Every module the lock installed, the dependencies' own dependencies included.
     check_package_name(installed_modules(venv_python))
-    run_step(
-        "installing the project",
-        [uv, "pip", "install", "--python", str(venv_python), "--no-deps", "-e", "."],
-        timeout=INSTALL_TIMEOUT, log=log, cwd=project,
-    )
     servers = reachable_test_servers(venv_python)
     tests_started = log.stat().st_size
     run_step("running the generated tests", [str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
@@ -655,6 +725,7 @@ def finish(project: Path, outcome: str) -> int:
 
 def main() -> int:
     project = Path.cwd()
+    pins = take_pins(project)
     prune(project)
     if rendered_for_comparison():
         say("rendered for cruft to compare: not locked or verified (the project keeps its locks and .venv); "
@@ -685,8 +756,8 @@ def main() -> int:
                 f"Generate offline with `{SKIP_LOCK_ENV}=1` (or answer verify=false and set "
                 f"{SKIP_VERIFY_ENV}=1 once online), then run `make lock` and `make install` when online"
             )
-        uv = find_uv()
-        lock(uv, project)
+        uv = find_uv(pins.version_of("uv") if pins else None)
+        lock(uv, project, pins)
         if not should_verify:
             log.unlink(missing_ok=True)
             say("verification skipped (verify=false or PYCHASSIS_SKIP_VERIFY set)")

@@ -48,7 +48,16 @@ class ErrorReporting(Resource):
             environment=self._environment,
             default_integrations=False,
             auto_enabling_integrations=False,
-            include_local_variables=False,
+            # Sentry SDK 3's one switch for what it collects by itself: no local variables, no
+            # user, no request bodies, headers, cookies or query strings.
+            data_collection={
+                "stack_frame_variables": False,
+                "user_info": False,
+                "http_bodies": [],
+                "http_headers": {"request": {"mode": "off"}},
+                "cookies": {"mode": "off"},
+                "url_query_params": {"mode": "off"},
+            },
             max_breadcrumbs=0,
             before_send=self._scrubbed,
         )
