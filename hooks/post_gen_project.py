@@ -1,17 +1,19 @@
 """Pin, verify and commit the freshly rendered project, then say what to do next.
 
-1. Lock: resolve the project's dependencies with uv (universal resolution, so the
-   locks install on Linux x86_64 and aarch64 and on every supported Python) and
-   write ``requirements.lock`` and ``requirements-dev.lock`` with hashes, through
-   the project's own ``scripts/lock.py`` (what ``make lock`` runs).
-2. Verify: create ``.venv`` with a Python the project supports (the one running
-   cookiecutter when it does, else a matching ``python3.X`` on PATH), install from the
-   dev lock with ``--require-hashes``, install the project itself and run its test
-   suite; with PostgreSQL, Redis or a broker chosen, their tests run too when a server
-   answers at the URL the project's README gives for local development.  The summary gives
-   pytest's real counts, and says why tests were skipped.
+1. Lock: cut the project's ``uv.lock`` from the pins the template's CI verified
+   (``tested-pins.txt``, rendered into the project for this hook and removed by it): uv
+   locks with them as constraints, seeing only files published before the pins' date, so
+   the project gets exactly the versions and files the template's CI ran, for every
+   platform and supported Python, whatever the index has released since. The uv that
+   locks is the version the pins name (the lock's format follows it).
+2. Verify: ``uv sync --locked`` into ``.venv`` with a Python the project supports (the one
+   running cookiecutter when it does, else a matching ``python3.X`` on PATH), hashes checked,
+   then run the project's test suite; with PostgreSQL, Redis or a broker chosen, their tests
+   run too when a server answers at the URL the project's README gives for local development.
+   The summary gives pytest's real counts, and says why tests were skipped. When tests fail,
+   the last lines name them, with the installed versions that are not the tested ones.
 3. Commit: the project becomes a git repository (branch ``main``) with one commit of
-   everything generated, locks included and ``.venv`` left out by its ``.gitignore``,
+   everything generated, uv.lock included and ``.venv`` left out by its ``.gitignore``,
    authored by ``author_name <author_email>`` (also unlocked, with PYCHASSIS_SKIP_LOCK).
    Not when git is missing, or the project is a repository already or sits in another
    one's work tree (unless that repository ignores it); never for cruft's comparison
@@ -28,15 +30,15 @@ covers the dependencies' own dependencies (``werkzeug``, ``priority``...).
 
 ``cruft update`` and ``cruft diff`` render the template twice into throw-away folders
 only to compare them. Those copies are pruned but neither locked nor verified: the
-project keeps its own locks and ``.venv``, and nothing of either reaches the diff.
+project keeps its own ``uv.lock`` and ``.venv``, and nothing of either reaches the diff.
 
 Switches (environment variables):
   PYCHASSIS_SKIP_VERIFY=1  lock, but do not install or run the tests (same as verify=false)
-  PYCHASSIS_SKIP_LOCK=1    write no lock files and verify nothing (fully offline);
+  PYCHASSIS_SKIP_LOCK=1    write no uv.lock and verify nothing (fully offline);
                            run ``make lock`` later
 
-Running the hook again on an existing project is safe: existing pins are kept as
-uv's preferences, an existing ``.venv`` is reused and an existing repository gets no commit.
+Running the hook again on an existing project is safe: an existing uv.lock is kept (uv
+only adds what is new to it), an existing ``.venv`` is reused and an existing repository gets no commit.
 """
 
 import json
@@ -214,6 +216,12 @@ TEST_SERVERS = {
         "asyncio.run(probe())\n",
     ),
 }
+# pytest's short summary of a failed test (-ra): "FAILED tests/test_x.py::test_y - RuntimeError: ...".
+FAILED_TEST = re.compile(r"^(?:FAILED|ERROR) tests/.*$", re.MULTILINE)
+MAX_FAILED_SHOWN = 5
+# Every installed distribution and its version, in .venv.
+INSTALLED_VERSIONS = ("import importlib.metadata, json; "
+                      "print(json.dumps({d.metadata['Name']: d.version for d in importlib.metadata.distributions()}))")
 PYTEST_COUNTS = re.compile(r"^=*\s*((?:\d+ \w+(?:, )?)+) in [\d.]+s", re.MULTILINE)
 # The generated conftest's own summary of skips: "23 tests skipped: needs PostgreSQL: run ...".
 SKIP_REASON = re.compile(r"^(\d+) tests skipped: needs (\w+)", re.MULTILINE)
@@ -238,6 +246,25 @@ GIT_LOCATION = ("GIT_DIR", "GIT_WORK_TREE", "GIT_INDEX_FILE", "GIT_OBJECT_DIRECT
 
 class HookFailure(Exception):
     """A step failed; the message says what failed and how to retry or skip."""
+
+
+class TestsFailed(HookFailure):
+    """The generated tests ran and some failed: the message names them and the likely cause."""
+
+    def __init__(self, output: str, untested: list) -> None:
+        counts = PYTEST_COUNTS.findall(output)
+        failed = [line.strip() for line in FAILED_TEST.findall(output)]
+        lines = [f"the generated tests failed ({counts[-1] if counts else 'see the log'}):"]
+        lines += [f"    {shorten(line)}" for line in failed[:MAX_FAILED_SHOWN]]
+        if len(failed) > MAX_FAILED_SHOWN:
+            lines.append(f"    ... and {len(failed) - MAX_FAILED_SHOWN} more (in the full log)")
+        if untested:
+            lines.append("likely cause: installed versions that are not the ones the template's CI verified: "
+                         + "; ".join(untested))
+        else:
+            lines.append("every installed dependency is the version the template's CI verified, so the cause is "
+                         "likely this machine (a server, a setting in the environment) or the template itself")
+        super().__init__("\n[pychassis] ".join(lines))
 
 
 class NoSuitablePython(HookFailure):
@@ -365,6 +392,10 @@ def run_step(
     if result.returncode != 0:
         detail = output.strip()[-4000:] if log is None else f"the log ends with:\n{tail(log)}"
         raise HookFailure(f"{what} failed (exit code {result.returncode}); {detail}")
+
+
+def shorten(line: str, limit: int = 400) -> str:
+    return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def tail(log: Path, lines: int = 15) -> str:
@@ -551,7 +582,7 @@ def check_package_name(modules: dict) -> None:
         raise ShadowingPackageName(PACKAGE_NAME, modules[PACKAGE_NAME])
 
 
-def verify(uv: str, python: str, project: Path, log: Path) -> str:
+def verify(uv: str, python: str, project: Path, log: Path, pins: Pins | None) -> str:
     """Install into .venv and run the tests; returns pytest's counts (and why tests were skipped)."""
     venv_python = project / ".venv" / "bin" / "python"
     # Exactly what uv.lock holds (hashes checked), the dev group and the project itself included:
@@ -565,13 +596,40 @@ def verify(uv: str, python: str, project: Path, log: Path) -> str:
     check_package_name(installed_modules(venv_python))
     servers = reachable_test_servers(venv_python)
     tests_started = log.stat().st_size
-    run_step("running the generated tests", [str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
-             timeout=TEST_TIMEOUT, log=log, cwd=project, extra_env=servers)
+    try:
+        run_step("running the generated tests", [str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
+                 # Wide enough that pytest's summary keeps each failure's message on its line.
+                 timeout=TEST_TIMEOUT, log=log, cwd=project, extra_env={**servers, "COLUMNS": "1000"})
+    except HookFailure as failure:
+        with log.open(encoding="utf-8", errors="replace") as handle:
+            handle.seek(tests_started)
+            output = handle.read()
+        if not FAILED_TEST.search(output):  # pytest did not get as far as running tests
+            raise
+        raise TestsFailed(output, untested_versions(venv_python, pins)) from failure
     # Tell the Makefile the environment is installed, so `make run` does not reinstall.
     (project / ".venv" / ".installed").touch()
     with log.open(encoding="utf-8", errors="replace") as handle:
         handle.seek(tests_started)
         return test_outcome(handle.read(), servers)
+
+
+def untested_versions(venv_python: Path, pins: Pins | None) -> list:
+    """``name version (tested: ...)`` for each installed distribution the tested pins hold at another version."""
+    if pins is None:
+        return []
+    try:
+        result = subprocess.run([str(venv_python), "-c", INSTALLED_VERSIONS], capture_output=True, text=True,
+                                timeout=PROBE_TIMEOUT, env=tool_env())
+        installed = json.loads(result.stdout) if result.returncode == 0 else {}
+    except (OSError, subprocess.SubprocessError, ValueError):
+        installed = {}
+    found = []
+    for name, version in sorted(installed.items()):
+        tested = pins.versions.get(canonical(name))
+        if tested and version not in tested:
+            found.append(f"{name} {version} (tested: {', '.join(sorted(tested))})")
+    return found
 
 
 def test_outcome(output: str, servers: dict) -> str:
@@ -717,7 +775,7 @@ def summary(project: Path, outcome: str) -> None:
 
 
 def finish(project: Path, outcome: str) -> int:
-    """The last step, once every file (locks included) is written: the first commit, then the summary."""
+    """The last step, once every file (uv.lock included) is written: the first commit, then the summary."""
     say(make_repository(project))
     summary(project, outcome)
     return 0
@@ -728,7 +786,7 @@ def main() -> int:
     pins = take_pins(project)
     prune(project)
     if rendered_for_comparison():
-        say("rendered for cruft to compare: not locked or verified (the project keeps its locks and .venv); "
+        say("rendered for cruft to compare: not locked or verified (the project keeps its uv.lock and .venv); "
             "if the update changes dependencies in pyproject.toml, run `make lock`")
         return 0
     try:
@@ -737,7 +795,7 @@ def main() -> int:
         print(f"error: {refusal}", file=sys.stderr)
         return 1
     if is_true(os.environ.get(SKIP_LOCK_ENV, "")):
-        say(f"{SKIP_LOCK_ENV} is set: no lock files written and nothing verified; run `make lock` later")
+        say(f"{SKIP_LOCK_ENV} is set: no uv.lock written and nothing verified; run `make lock` later")
         return finish(project, "not locked")
     should_verify = is_true(VERIFY_ANSWER) and not is_true(os.environ.get(SKIP_VERIFY_ENV, ""))
     started = time.monotonic()
@@ -763,7 +821,7 @@ def main() -> int:
             say("verification skipped (verify=false or PYCHASSIS_SKIP_VERIFY set)")
             return finish(project, f"locked in {time.monotonic() - started:.1f} s, not verified")
         say(f"verifying with {python}: installing from the lock into .venv and running the tests ...")
-        outcome = verify(uv, python, project, log)
+        outcome = verify(uv, python, project, log, pins)
     except ShadowingPackageName as refusal:
         log.unlink(missing_ok=True)
         print(f"error: {refusal}", file=sys.stderr)
@@ -771,9 +829,8 @@ def main() -> int:
     except HookFailure as failure:
         print(f"[pychassis] error: {failure}", file=sys.stderr)
         print(
-            f"[pychassis] cookiecutter removes a project whose hook failed: fix the cause and generate "
-            f"again, or generate with {SKIP_VERIFY_ENV}=1 to skip verification "
-            f"(add --keep-project-on-failure to keep the failed project for inspection)",
+            f"[pychassis] cookiecutter now removes the project: generate again with --keep-project-on-failure "
+            f"to keep it and look, or with {SKIP_VERIFY_ENV}=1 to skip verification",
             file=sys.stderr,
         )
         if log.stat().st_size:

@@ -227,3 +227,23 @@ def _pump(source: socket.socket, target: socket.socket) -> None:
             target.sendall(data)
     with contextlib.suppress(OSError):
         target.shutdown(socket.SHUT_WR)
+
+
+def made_up_release(folder: Path, name: str, version: str, code: str) -> Path:
+    """A wheel of ``name`` ``version`` whose only module (``name`` as a module) holds ``code``, in ``folder``:
+    a release no index has, for a find-links folder (``UV_FIND_LINKS``)."""
+    module = name.replace("-", "_")
+    source = folder / f".{module}-{version}-source"
+    (source / "src" / module).mkdir(parents=True)
+    (source / "src" / module / "__init__.py").write_text(code, encoding="utf-8")
+    (source / "pyproject.toml").write_text(
+        f'[project]\nname = "{name}"\nversion = "{version}"\n'
+        '[build-system]\nrequires = ["uv_build>=0.13,<0.14"]\nbuild-backend = "uv_build"\n',
+        encoding="utf-8",
+    )
+    uv = Path(sys.executable).with_name("uv")
+    subprocess.run([str(uv), "build", "--wheel", "--quiet", "--out-dir", str(folder), str(source)],
+                   check=True, timeout=120)
+    shutil.rmtree(source)
+    [wheel] = folder.glob(f"{module}-{version}-*.whl")
+    return wheel

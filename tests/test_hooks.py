@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from helpers import DEFAULT_SLUG, TEMPLATE_DIR, clean_env, files_of, load_hook, render
+from helpers import DEFAULT_SLUG, TEMPLATE_DIR, clean_env, files_of, load_hook, made_up_release, render
 from interpreters import SUPPORTED
 
 OFFLINE_LIMIT = 60.0
@@ -90,7 +90,8 @@ def test_skip_lock_generates_offline(tmp_path: Path) -> None:
     result = render(tmp_path, env={"UV_DEFAULT_INDEX": closed_port_index()})
     assert result.returncode == 0, result.stderr
     project = result.project()
-    assert not (project / "requirements.lock").exists()
+    assert not (project / "uv.lock").exists()
+    assert not (project / "tested-pins.txt").exists(), "the pins are the hook's, never the project's"
     assert not (project / ".venv").exists()
 
 
@@ -98,12 +99,14 @@ def test_verify_false_locks_without_installing(tmp_path: Path) -> None:
     result = render(tmp_path, {"verify": False}, skip_lock=False)
     assert result.returncode == 0, result.stderr
     project = result.project()
-    for lock in ("requirements.lock", "requirements-dev.lock"):
-        text = (project / lock).read_text(encoding="utf-8")
-        assert "--hash=sha256:" in text
-        assert "quart==" in text
-    assert "pytest==" not in (project / "requirements.lock").read_text(encoding="utf-8")
-    assert "pytest==" in (project / "requirements-dev.lock").read_text(encoding="utf-8")
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    packages = {package["name"]: package for package in lock["package"]}
+    assert {"quart", "pytest", "mypy", "uv"} <= packages.keys(), "the runtime and the dev group"
+    for package in packages.values():
+        if "wheels" in package or "sdist" in package:
+            files = [*package.get("wheels", []), package.get("sdist", {"hash": "sha256:x"})]
+            assert all(file["hash"].startswith("sha256:") for file in files), package["name"]
+    assert not (project / "tested-pins.txt").exists()
     assert not (project / ".venv").exists()
     assert "verification skipped" in result.stdout
 
@@ -111,8 +114,75 @@ def test_verify_false_locks_without_installing(tmp_path: Path) -> None:
 def test_skip_verify_switch_matches_verify_false(tmp_path: Path) -> None:
     result = render(tmp_path, skip_lock=False, env={"PYCHASSIS_SKIP_VERIFY": "1"})
     assert result.returncode == 0, result.stderr
-    assert (result.project() / "requirements-dev.lock").is_file()
+    assert (result.project() / "uv.lock").is_file()
     assert not (result.project() / ".venv").exists()
+
+
+def tested_pins() -> dict[str, set[str]]:
+    """Package -> the version(s) tested-pins.txt holds (a package may be pinned per Python)."""
+    found: dict[str, set[str]] = {}
+    for line in (TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "tested-pins.txt").read_text().splitlines():
+        if line and not line.startswith("#"):
+            name, version = line.split(";")[0].strip().split("==")
+            found.setdefault(name, set()).add(version)
+    return found
+
+
+def test_generation_gives_the_tested_pins_byte_for_byte_whatever_the_index_released_since(tmp_path: Path) -> None:
+    """Newer releases visible on the index (made up, in a find-links folder): two generations still give
+    the same uv.lock, every version of which is the tested one, and that uv accepts as it is."""
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    made_up_release(releases, "structlog", "99.0.0", "raise ImportError('a release nobody tested')\n")
+    made_up_release(releases, "sentry-sdk", "99.0.0", "raise ImportError('a release nobody tested')\n")
+    answers = {"database": "postgresql", "cache": "redis", "broker": "rabbitmq", "auth": "oidc", "verify": False}
+    env = {"UV_FIND_LINKS": str(releases)}
+    locks = []
+    for run in ("first", "second"):
+        result = render(tmp_path / run, answers, skip_lock=False, env=env)
+        assert result.returncode == 0, result.stderr
+        locks.append((result.project() / "uv.lock").read_bytes())
+    assert locks[0] == locks[1]
+    pins = tested_pins()
+    lock = tomllib.loads(locks[0].decode())
+    for package in lock["package"]:
+        if package["name"] != "my-service":
+            assert package["version"] in pins[package["name"]], package["name"]
+    check = subprocess.run([str(Path(sys.executable).with_name("uv")), "lock", "--check", "--offline"],
+                           cwd=tmp_path / "first" / "my-service", capture_output=True, text=True, check=False)
+    assert check.returncode == 0, check.stderr
+
+
+@pytest.mark.slow
+def test_a_failed_verification_names_the_failing_test_and_the_version_nobody_tested(tmp_path: Path) -> None:
+    """A project whose uv.lock was moved to a made-up sentry-sdk that breaks as 3.0 broke 2.x's callers,
+    verified again: the last lines name the test, the error behind it, and the untested version."""
+    releases = tmp_path / "releases"
+    releases.mkdir()
+    made_up_release(releases, "sentry-sdk", "9.0.0",
+                    "def init(**options):\n    raise TypeError(\"Unknown option 'include_local_variables'\")\n")
+    env = {"UV_FIND_LINKS": str(releases)}
+    result = render(tmp_path / "out", {"verify": False}, skip_lock=False, env=env)
+    assert result.returncode == 0, result.stderr
+    project = result.project()
+    moved = subprocess.run([str(Path(sys.executable).with_name("uv")), "lock", "--upgrade-package", "sentry-sdk"],
+                           cwd=project, env=clean_env(**env), capture_output=True, text=True, check=False)
+    assert "sentry-sdk v3" in moved.stderr and "-> v9.0.0" in moved.stderr, moved.stderr
+    again = render(tmp_path / "out", skip_lock=False, env=env,
+                   extra_args=("--overwrite-if-exists", "--keep-project-on-failure"))
+    assert again.returncode != 0
+    ours = [line for line in again.stderr.splitlines() if line.startswith(("[pychassis]", "    "))]
+    text = "\n".join(ours)
+    assert "the generated tests failed (1 failed" in text, again.stderr[-3000:]
+    assert ("FAILED tests/test_error_reporting.py::test_an_unhandled_error_is_reported_with_its_context_and_no_secret"
+            " - RuntimeError: startup failed: resource 'error_reporting' failed to start: "
+            "TypeError(\"Unknown option 'include_local_variables'\")") in text
+    tested = ", ".join(sorted(tested_pins()["sentry-sdk"]))
+    assert f"likely cause: installed versions that are not the ones the template's CI verified: " \
+           f"sentry-sdk 9.0.0 (tested: {tested})" in text
+    assert "--keep-project-on-failure" in ours[-2] and "PYCHASSIS_SKIP_VERIFY=1" in ours[-2]
+    assert ours[-1].startswith("[pychassis] full log: /")
+    assert "Traceback" not in again.stderr
 
 
 @pytest.fixture
@@ -155,7 +225,7 @@ def test_failed_lock_says_what_failed_and_how_to_skip(tmp_path: Path) -> None:
     empty_index.mkdir()
     result = render(tmp_path / "out", skip_lock=False, env={"UV_DEFAULT_INDEX": empty_index.as_uri()})
     assert result.returncode != 0
-    assert "error: locking requirements.lock and requirements-dev.lock failed" in result.stderr
+    assert "error: locking uv.lock from the tested pins failed" in result.stderr
     assert "PYCHASSIS_SKIP_VERIFY=1" in result.stderr
     assert "--keep-project-on-failure" in result.stderr
     assert "Traceback" not in result.stderr
@@ -286,8 +356,8 @@ def test_every_declared_dependency_is_named_by_the_module_it_installs() -> None:
     text = re.sub(r"\{\{[^}]*\}\}", "x", text)
     data = tomllib.loads(text)
     requirements = [*data["build-system"]["requires"], *data["project"]["dependencies"]]
-    for extra in data["project"]["optional-dependencies"].values():
-        requirements += extra
+    for group in data["dependency-groups"].values():
+        requirements += [requirement for requirement in group if isinstance(requirement, str)]
     provided = importlib.metadata.packages_distributions()
     checked = []
     for requirement in requirements:
@@ -295,7 +365,7 @@ def test_every_declared_dependency_is_named_by_the_module_it_installs() -> None:
         try:
             distribution = importlib.metadata.distribution(name).metadata["Name"]
         except importlib.metadata.PackageNotFoundError:
-            continue  # not installed for the template's tests (watchfiles, hatchling, the project itself)
+            continue  # not installed for the template's tests (watchfiles, uv_build, the project itself)
         modules = {module for module, names in provided.items() if distribution in names}
         module = hook.module_of(name)
         if module is None:
@@ -313,7 +383,7 @@ def test_every_declared_dependency_is_named_by_the_module_it_installs() -> None:
         ({"package_name": "yaml"}, "yaml", "'pyyaml>=6.0'"),
         ({"package_name": "opentelemetry"}, "opentelemetry", "'opentelemetry-api>=1.27'"),
         ({"package_name": "pytest_asyncio"}, "pytest_asyncio", "'pytest-asyncio>=0.24'"),
-        ({"package_name": "hatchling"}, "hatchling", "'hatchling>=1.25'"),
+        ({"package_name": "uv_build"}, "uv_build", "'uv_build>=0.13.9,<0.14'"),
         ({"package_name": "redis", "cache": "redis"}, "redis", "'redis>=5.0'"),
     ],
 )

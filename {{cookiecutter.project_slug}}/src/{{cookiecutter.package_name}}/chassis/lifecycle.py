@@ -87,6 +87,7 @@ class Lifecycle:
         self._startup_task: asyncio.Task[None] | None = None
         self._draining: list[asyncio.Task[None]] = []
         self.failed = False
+        self._failure: Exception | None = None
         # Set by the server: how a failed start stops it (the test client has no server).
         self.request_stop: asyncio.Event | None = None
 
@@ -111,7 +112,8 @@ class Lifecycle:
             raise RuntimeError("serving has not started")
         await asyncio.shield(self._startup_task)
         if self.failed:
-            raise RuntimeError("startup failed")
+            # The cause in the message too: a test's one-line summary then names it.
+            raise RuntimeError(f"startup failed: {self._failure}") from self._failure
 
     def drain(self) -> None:
         """Called when a stop signal comes: readiness fails, and the started resources take no new work."""
@@ -147,6 +149,7 @@ class Lifecycle:
                 task.cancel()
             await asyncio.gather(*starting.values(), return_exceptions=True)
             self.failed = True
+            self._failure = error
             log.error("startup failed; stopping the service", error=str(error))
             await self._stop_started()
             if self.request_stop is not None:
