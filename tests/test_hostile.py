@@ -37,17 +37,15 @@ SLOW_CLIENTS = 1100
 
 
 def install(work: Path, answers: dict[str, object] | None = None) -> Path:
-    """A project locked as a user's is, with its runtime lock installed into .venv (no tests run)."""
+    """A project locked as a user's is, with its runtime dependencies installed into .venv (no tests run)."""
     from uv import find_uv_bin
 
     result = render(work, answers, skip_lock=False, env={"PYCHASSIS_SKIP_VERIFY": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     project = result.project()
     uv = find_uv_bin()
-    for command in (["venv", "--quiet", ".venv"],
-                    ["pip", "install", "--quiet", "--require-hashes", "-r", "requirements.lock"],
-                    ["pip", "install", "--quiet", "--no-deps", "-e", "."]):
-        subprocess.run([uv, *command], cwd=project, env=clean_env(), check=True, capture_output=True, timeout=600)
+    subprocess.run([uv, "sync", "--locked", "--no-dev", "--quiet"], cwd=project, env=clean_env(), check=True,
+                   capture_output=True, timeout=600)
     return project
 
 

@@ -25,7 +25,6 @@ EXPECTED_FILES = [
     ".github/dependabot.yml",
     ".github/workflows/ci.yml",
     ".github/workflows/upgrade.yml",
-    "scripts/lock.py",
     "scripts/settings_docs.py",
     "src/{package}/__init__.py",
     "src/{package}/__main__.py",
@@ -151,11 +150,12 @@ def test_defaults_render_every_expected_file(tmp_path: Path) -> None:
     assert pyproject["project"]["name"] == DEFAULT_SLUG
     assert pyproject["project"]["requires-python"] == ">=3.11"
     assert pyproject["project"]["scripts"] == {DEFAULT_SLUG: f"{DEFAULT_PACKAGE}.cli:main"}
-    assert set(pyproject["project"]["optional-dependencies"]) == {"dev", "test"}
+    assert set(pyproject["dependency-groups"]) == {"dev", "test"}
     settings = yaml.safe_load((project / "settings.yml").read_text(encoding="utf-8"))
     assert settings["server"]["port"] == 8000
     assert "PYCHASSIS_SKIP_LOCK" in result.stdout
-    assert not (project / "requirements.lock").exists()
+    assert not (project / "uv.lock").exists()
+    assert not (project / "tested-pins.txt").exists()
 
 
 def test_without_backing_services_nothing_of_them_remains(tmp_path: Path) -> None:

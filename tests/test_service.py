@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import tomllib
 import urllib.error
 import urllib.request
 import venv
@@ -20,6 +21,7 @@ from pathlib import Path
 import helm_python as helm
 import pytest
 import yaml
+from uv import find_uv_bin
 
 from helpers import (
     DEFAULT_PACKAGE,
@@ -94,33 +96,44 @@ def stop(process: subprocess.Popen[str], signum: int = signal.SIGTERM) -> tuple[
 
 
 def test_generation_locked_installed_and_tested(generated: Render, project: Path) -> None:
-    for lock in ("requirements.lock", "requirements-dev.lock"):
-        lines = [line for line in (project / lock).read_text(encoding="utf-8").splitlines() if "==" in line]
-        assert lines, lock
-        text = (project / lock).read_text(encoding="utf-8")
-        assert text.count("==") <= text.count("--hash=sha256:"), f"every pin in {lock} carries hashes"
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    from_the_index = [package for package in lock["package"] if "registry" in package["source"]]
+    assert len(from_the_index) > 50
+    for package in from_the_index:
+        files = [*package.get("wheels", []), *([package["sdist"]] if "sdist" in package else [])]
+        assert files and all(file["hash"].startswith("sha256:") for file in files), package["name"]
     assert "verified in" in generated.stdout
     assert (project / ".venv" / ".installed").is_file()
+
+
+def exported(project: Path, *args: str) -> str:
+    """uv.lock as a requirements file with hashes (what pip, or any other installer, can install)."""
+    return subprocess.run(
+        [find_uv_bin(), "export", "--frozen", "--no-emit-project", "--quiet", *args],
+        cwd=project, capture_output=True, text=True, env=clean_env(), check=True,
+    ).stdout
 
 
 @pytest.mark.parametrize(
     ("platform", "python"),
     [("x86_64-unknown-linux-gnu", "3.11"), ("aarch64-unknown-linux-gnu", "3.11"),
-     ("x86_64-unknown-linux-gnu", "3.13"), ("aarch64-unknown-linux-gnu", "3.13")],
+     ("x86_64-unknown-linux-gnu", "3.13"), ("aarch64-unknown-linux-gnu", "3.13"),
+     ("x86_64-unknown-linux-gnu", "3.15"), ("aarch64-unknown-linux-gnu", "3.15")],
 )
-def test_locks_install_on_every_supported_platform(project: Path, tmp_path: Path, platform: str, python: str) -> None:
-    """The universal locks resolve, with hashes, for Linux x86_64 and aarch64 and newer Pythons."""
-    from uv import find_uv_bin
-
-    for lock in ("requirements.lock", "requirements-dev.lock"):
-        target = tmp_path / lock
+def test_the_lock_installs_on_every_supported_platform(project: Path, tmp_path: Path, platform: str, python: str) -> None:
+    """uv.lock holds, with hashes, what Linux x86_64 and aarch64 need on the lowest and newer Pythons."""
+    for what, args in (("runtime", ("--no-dev",)), ("dev", ())):
+        requirements = tmp_path / f"{what}.txt"
+        requirements.write_text(exported(project, *args), encoding="utf-8")
+        target = tmp_path / what
         result = subprocess.run(
             [find_uv_bin(), "pip", "install", "--quiet", "--target", str(target), "--python-platform", platform,
-             "--python-version", python, "--require-hashes", "--no-deps", "-r", lock],
+             "--python-version", python, "--require-hashes", "--no-deps", "-r", str(requirements)],
             cwd=project, capture_output=True, text=True, env=clean_env(), check=False,
         )
         assert result.returncode == 0, result.stderr
         assert any(target.glob("quart-*.dist-info"))
+        assert any(target.glob("pytest-*.dist-info")) == (what == "dev")
 
 
 def test_service_serves_and_stops_cleanly_on_sigterm(project: Path, start_service) -> None:
@@ -221,14 +234,16 @@ def test_make_targets_work(project: Path) -> None:
         assert result.returncode == 0, f"make {target}:\n{result.stdout}\n{result.stderr}"
 
 
-def test_plain_pip_install_and_pytest_work_without_make(project: Path, tmp_path: Path) -> None:
-    """In a fresh virtualenv, the runtime lock installs with hashes, and `pip install -e '.[dev]'` + pytest pass."""
+def test_plain_pip_install_and_pytest_work_without_make_or_uv(project: Path, tmp_path: Path) -> None:
+    """In a fresh virtualenv, pip installs the exported lock with hashes, then the project; its tests pass."""
     env_dir = tmp_path / "venv"
     venv.create(env_dir, with_pip=True)
+    requirements = tmp_path / "requirements.txt"
+    requirements.write_text(exported(project), encoding="utf-8")
     pip = [str(env_dir / "bin" / "python"), "-m", "pip", "install", "--quiet"]
     env = clean_env()
-    subprocess.run([*pip, "--require-hashes", "-r", "requirements.lock"], cwd=project, env=env, check=True)
-    subprocess.run([*pip, "-e", ".[dev]"], cwd=project, env=env, check=True)
+    subprocess.run([*pip, "--require-hashes", "--no-deps", "-r", str(requirements)], cwd=project, env=env, check=True)
+    subprocess.run([*pip, "--no-deps", "-e", "."], cwd=project, env=env, check=True)
     result = subprocess.run(
         [str(env_dir / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider"],
         cwd=project, capture_output=True, text=True, env=env, check=False,
@@ -237,13 +252,13 @@ def test_plain_pip_install_and_pytest_work_without_make(project: Path, tmp_path:
 
 
 def test_generating_again_over_the_project_is_safe(generated: Render, project: Path) -> None:
-    locks = {name: (project / name).read_text(encoding="utf-8") for name in ("requirements.lock", "requirements-dev.lock")}
+    lock = (project / "uv.lock").read_bytes()
     started = time.monotonic()
     again = render(generated.output_dir, skip_lock=False, extra_args=("--overwrite-if-exists",))
     assert again.returncode == 0, again.stdout + again.stderr
     print(f"\n[figures] re-generation over the verified project took {time.monotonic() - started:.1f} s")
-    for name, text in locks.items():
-        assert (project / name).read_text(encoding="utf-8") == text, f"{name} changed on re-run"
+    assert (project / "uv.lock").read_bytes() == lock, "uv.lock changed on re-run"
+    assert not (project / "tested-pins.txt").exists()
 
 
 def readme_commands() -> list[str]:
@@ -269,8 +284,8 @@ def test_readme_generate_command_works_from_a_cold_start(tmp_path: Path) -> None
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     print(f"\n[figures] README generate command, cold caches, uv bootstrapped: {seconds:.1f} s")
     project = checkout / "build" / DEFAULT_SLUG
-    assert "installing it into" in result.stdout, "uv was bootstrapped, not found"
-    assert (project / "requirements.lock").is_file()
+    assert "installing uv" in result.stdout, "uv was bootstrapped, not found"
+    assert (project / "uv.lock").is_file()
     assert (project / ".venv" / ".installed").is_file()
     assert run == "cd build/my-service && make run"
 

@@ -6,8 +6,8 @@ verified project from it, which the hook has made a repository with one commit; 
 (commit B: a new setting, a changed Makefile line, a new template version) and ``cruft update``
 must bring that change in cleanly, next to the team's own, without the post-generation hook
 re-locking or re-verifying anything; the project's tests must still pass. ``make upgrade`` must
-move pins to their newest versions and run the tests, and fail clearly, leaving the locks as
-they were, when the package index cannot be reached.
+move pins to their newest versions and run the tests, and fail clearly, leaving uv.lock as
+it was, when the package index cannot be reached.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ import re
 import shutil
 import subprocess
 import sys
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +29,7 @@ from helpers import DEFAULT_PACKAGE, TEMPLATE_DIR, clean_env, free_port, get_jso
 pytestmark = pytest.mark.slow
 
 CRUFT = str(Path(sys.executable).with_name("cruft"))
-LOCKS = ("requirements.lock", "requirements-dev.lock")
+LOCKS = ("uv.lock",)
 GIT_IDENTITY = ["-c", "user.name=Template Tests", "-c", "user.email=tests@example.com"]
 OLD_VERSION = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))["_template_version"]
 NEW_VERSION = OLD_VERSION + ".post1"
@@ -106,9 +107,9 @@ def project(template: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterato
     assert result.returncode == 0, result.stdout + result.stderr
     project = output / "my-service"
     assert "verified in" in result.stdout, result.stdout
-    # The hook made the first commit (locks in, .venv out); cruft wrote .cruft.json after it: the team commits it.
+    # The hook made the first commit (uv.lock in, .venv out); cruft wrote .cruft.json after it: the team commits it.
     assert git(project, "rev-list", "--count", "HEAD").strip() == "1"
-    assert {"requirements.lock", "requirements-dev.lock"} <= set(git(project, "ls-files").split())
+    assert "uv.lock" in git(project, "ls-files").split()
     assert git(project, "status", "--porcelain") == "?? .cruft.json\n"
     git(project, "add", ".cruft.json")
     git(project, "commit", "--quiet", "--message", "Link the project to its template with cruft")
@@ -186,32 +187,42 @@ def test_cruft_update_brings_a_template_change_next_to_the_teams_own(project: Pa
     git(project, "commit", "--quiet", "--all", "--message", f"Take template {NEW_VERSION}")
 
 
-def test_make_upgrade_without_the_index_fails_clearly_and_keeps_the_locks(project: Path) -> None:
+def test_make_upgrade_without_the_index_fails_clearly_and_keeps_the_lock(project: Path) -> None:
     before = digests(project)
     unreachable = f"http://127.0.0.1:{free_port()}/simple"
-    result = run(project, "make", "upgrade", timeout=300, UV_DEFAULT_INDEX=unreachable)
+    result = run(project, "make", "upgrade", timeout=300, UV_DEFAULT_INDEX=unreachable, UV_NO_CACHE="1")
     assert result.returncode != 0
-    assert "could not resolve requirements.lock (is the package index reachable?)" in result.stderr
-    assert "requirements.lock and requirements-dev.lock are unchanged." in result.stderr
+    assert f"Failed to fetch: `{unreachable}" in result.stderr, result.stderr
+    assert "uv.lock is unchanged" in result.stdout + result.stderr
     assert "Traceback" not in result.stderr
     assert digests(project) == before
-    assert not list(project.glob(".lock-*")), "no temporary lock files are left behind"
     assert "passed" not in result.stdout, "the tests do not run after a failed upgrade"
 
 
+def locked_version(project: Path, name: str) -> str:
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    [version] = [package["version"] for package in lock["package"] if package["name"] == name]
+    return version
+
+
 def test_make_upgrade_moves_pins_to_the_newest_and_runs_the_tests(project: Path) -> None:
-    newest = re.search(r"^click==(\S+)", (project / "requirements.lock").read_text(encoding="utf-8"), re.MULTILINE)
-    assert newest, "click is locked"
-    for name in LOCKS:  # as if the project had been locked long ago
-        edit(project / name, f"click=={newest.group(1)} ", "click==8.1.0 ")
+    newest = locked_version(project, "click")
+    # As if the project had been locked long ago: click held back for one `uv lock`, then let go
+    # (uv keeps a locked version it is not asked to move).
+    pyproject = project / "pyproject.toml"
+    original = pyproject.read_text(encoding="utf-8")
+    edit(pyproject, "[tool.uv]\n", '[tool.uv]\nconstraint-dependencies = ["click==8.1.8"]\n')
+    assert run(project, "make", "lock").returncode == 0
+    pyproject.write_text(original, encoding="utf-8")
+    assert run(project, "make", "lock").returncode == 0
+    assert locked_version(project, "click") == "8.1.8"
 
     result = run(project, "make", "upgrade", "ARGS=-q -p no:cacheprovider")
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert re.search(rf"^  click +8\.1\.0 -> {re.escape(newest.group(1))}$", result.stdout, re.MULTILINE), result.stdout
+    assert f"Updated click v8.1.8 -> v{newest}" in result.stderr, result.stderr
     assert re.search(r"\d+ passed", result.stdout), result.stdout[-2000:]
-    for name in LOCKS:
-        text = (project / name).read_text(encoding="utf-8")
-        pins = re.findall(r"^\S+==[^\n]* \\\n    --hash=sha256:[0-9a-f]{64}", text, re.MULTILINE)
-        assert len(pins) == len(re.findall(r"^\S+==", text, re.MULTILINE)), f"every pin in {name} has hashes"
-    print(f"\n[figures] make upgrade: {result.stdout.count(' -> ')} pins moved, then the tests passed")
+    assert locked_version(project, "click") == newest
+    check = run(project, str(project / ".venv" / "bin" / "uv"), "lock", "--check", "--offline")
+    assert check.returncode == 0, check.stderr
+    print(f"\n[figures] make upgrade: {result.stderr.count(' -> ')} pins moved, then the tests passed")
