@@ -4,6 +4,8 @@
     python tools/pins.py --upgrade             move every pin to its newest allowed version
     python tools/pins.py --upgrade-package X   move X (and what it needs) only
     python tools/pins.py --output FILE         write elsewhere (the tomorrow tier's candidate pins)
+    python tools/pins.py --exclude-newer DATE  see only files uploaded before DATE (default: now), as the
+                                               tomorrow tier does to move one pin to the candidate's version
 
 The pins live in ``{{cookiecutter.project_slug}}/tested-pins.txt``. The post-generation hook cuts
 each project's ``uv.lock`` from them (as uv constraints, seeing only files uploaded before the
@@ -90,9 +92,25 @@ def exclude_newer_of(pins: Path) -> str | None:
     return None
 
 
-def resolve(output: Path, *, upgrade: bool, upgrade_packages: list[str], find_links: list[str]) -> str:
-    """Resolve the union into ``output`` (kept pins are preferred unless upgrading); returns the date."""
-    date = datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+def now() -> str:
+    """The current UTC time as the pins' header and uv's ``--exclude-newer`` write it."""
+    return datetime.datetime.now(datetime.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
+
+
+def resolve(
+    output: Path,
+    *,
+    upgrade: bool,
+    upgrade_packages: list[str],
+    find_links: list[str],
+    exclude_newer: str | None = None,
+) -> str:
+    """Resolve the union into ``output`` (kept pins are preferred unless upgrading); returns the date.
+
+    ``exclude_newer`` (default: now) is the last upload time seen; files from ``find_links`` are seen
+    whatever their time.
+    """
+    date = exclude_newer or now()
     with tempfile.TemporaryDirectory(prefix="pins-") as folder:
         scratch = Path(folder)
         (scratch / "union.in").write_text("\n".join(union_requirements(scratch)) + "\n", encoding="utf-8")
@@ -125,10 +143,11 @@ def main() -> int:
     parser.add_argument("--upgrade-package", action="append", default=[], metavar="NAME", help="move this pin only")
     parser.add_argument("--find-links", action="append", default=[], metavar="DIR", help="also look here for packages")
     parser.add_argument("--output", type=Path, default=PINS, help=f"where to write (default: {PINS.name})")
+    parser.add_argument("--exclude-newer", metavar="DATE", help="ignore files uploaded after DATE (default: now)")
     arguments = parser.parse_args()
     try:
         resolve(arguments.output, upgrade=arguments.upgrade, upgrade_packages=arguments.upgrade_package,
-                find_links=arguments.find_links)
+                find_links=arguments.find_links, exclude_newer=arguments.exclude_newer)
     except PinsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
