@@ -73,7 +73,9 @@ class Interpreter:
         """The command line and environment that run ``argv`` with this interpreter's system."""
         if self.root is None:
             return argv, clean_env(**(env or {}))
-        inner_env = {"PATH": ROOT_PATH, "HOME": "/root", "LANG": "C.UTF-8", **(env or {})}
+        # uv trusts its own CA list unless told; the host's (the proxy's CA in it) is copied in.
+        inner_env = {"PATH": ROOT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "SSL_CERT_FILE": HOST_FILES[0],
+                     **(env or {})}
         assignments = [f"{name}={value}" for name, value in inner_env.items()]
         command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ENTER_ROOT, "sh",
                    str(self.root), str(self.work), "env", "-i", *assignments, *argv]
