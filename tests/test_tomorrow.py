@@ -121,7 +121,7 @@ def test_the_tier_names_the_made_up_breaking_release(tmp_path: Path) -> None:
     # Exactly the two made-up releases moved, from the tested pins.
     assert f"    sentry-sdk {sentry} -> {BREAKING}\n" in result.stdout
     assert f"    types-pyyaml {stubs} -> {HARMLESS}\n" in result.stdout
-    assert "2 packages move:" in result.stdout
+    assert "[tomorrow] 2 packages move:" in result.stdout
     # The suite ran with both and failed only where Sentry starts: the harmless release passed the rest.
     failing = re.search(r"^\| default \| \(defaults\) \| \*\*failed\*\* \| \d+ s \| (\d+): (.*) \|$", result.stdout, re.MULTILINE)
     assert failing, result.stdout
@@ -271,6 +271,39 @@ def test_nothing_moved_is_green_and_says_so(offline_tier, capsys: pytest.Capture
     assert main("--write-pins") == 0
     assert "nothing to move" in capsys.readouterr().out
     assert pins.read_text(encoding="utf-8") == SPLIT  # not even the date moves
+
+
+def test_a_variant_passes_only_when_every_test_ran_and_a_failure_keeps_the_hooks_log(
+    tomorrow: types.ModuleType, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    log = tmp_path / "my-service-verify-x.log"
+    outputs = {
+        "passed": "[pychassis] created /x/my-service (locked, installed and tested: 180 passed; verified in 70.1 s)\n",
+        "skipped": "[pychassis] created /x/my-service (locked, installed and tested: 150 passed, 30 skipped: "
+        "30 need PostgreSQL (the README's `make test` says how to run them); verified in 70.1 s)\n",
+        "failed": "[pychassis] error: the generated tests failed (1 failed, 179 passed):\n"
+        "[pychassis]     FAILED tests/test_e.py::test_quoted - TypeError\n"
+        f"[pychassis] full log: {log}\n",
+    }
+    state = {}
+
+    def render(template, pins, answers, output_dir, *, verify, env):
+        assert verify
+        return tomorrow.Render(0 if state["case"] != "failed" else 1, outputs[state["case"]], output_dir / "my-service", 70.0)
+
+    monkeypatch.setattr(tomorrow, "render", render)
+    run = lambda case: (state.update(case=case), tomorrow.run_variant("default", tmp_path, None, tmp_path / "work", {}))[1]  # noqa: E731
+    assert run("passed").passed
+    skipped = run("skipped")
+    assert not skipped.passed and skipped.reason == "tests skipped: 30 need PostgreSQL"
+    log.write_text("===== short test summary info =====\nFAILED tests/test_e.py::test_logged - TypeError\n")
+    failed = run("failed")
+    assert not failed.passed and failed.reason == "the generated tests failed (1 failed, 179 passed)"
+    assert failed.failing == ["tests/test_e.py::test_logged"]  # from the full log, which the tier keeps
+    assert not log.exists() and (tmp_path / "work" / "default" / "verify.log").exists()
+    assert failed.seconds == 70.0
+    log.unlink(missing_ok=True)
+    assert run("failed").failing == ["tests/test_e.py::test_quoted"]  # without the log: the lines the hook quotes
 
 
 def test_the_tier_refuses_to_run_without_the_servers_a_variant_needs(tmp_path: Path) -> None:

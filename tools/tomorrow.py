@@ -62,7 +62,7 @@ EXCLUDE_NEWER = "# exclude-newer: "
 # A pin: "quart==0.22.0 ; python_full_version < '3.13'" -> quart, 0.22.0.
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)==([^\s;]+)")
 # What the hook prints: the project it made (and how it went), or where the failed verification's log is.
-CREATED = re.compile(r"^\[pychassis\] created (.+) \((.*)\)$", re.MULTILINE)
+CREATED = re.compile(r"^\[pychassis\] created (.+?) \((.*)\)$", re.MULTILINE)
 HOOK_ERROR = re.compile(r"^\[pychassis\] error: (.*)$", re.MULTILINE)
 FULL_LOG = re.compile(r"^\[pychassis\] full log: (.+)$", re.MULTILINE)
 SKIPPED_FOR_SERVER = re.compile(r"\d+ need \w+")
@@ -334,7 +334,6 @@ def check(template: Path, pins: Pins, answers: dict[str, str], folder: Path, tes
         )  # fmt: skip
         if sync.returncode != 0:
             return Check(True, f"installing uv.lock failed: {(sync.stdout + sync.stderr).strip()[-300:]}")
-        (project / "tests.log").unlink(missing_ok=True)
         result = subprocess.run(
             [str(project / ".venv" / "bin" / "python"), "-m", "pytest", "-q", "-p", "no:cacheprovider", *tests],
             cwd=project, capture_output=True, text=True, env=env, timeout=TEST_TIMEOUT, check=False,
@@ -393,6 +392,7 @@ def run_variant(name: str, template: Path, candidate: Pins, work: Path, env: dic
             return VariantResult(name, answers, False, made.seconds, reason=f"tests skipped: {', '.join(skipped)}")
         say(f"{name}: passed in {made.seconds:.0f} s ({outcome})")
         return VariantResult(name, answers, True, made.seconds, reason=outcome)
+    (work / name).mkdir(parents=True, exist_ok=True)
     errors = HOOK_ERROR.findall(made.output)
     reason = errors[0].rstrip(" :") if errors else made.output.strip()[-500:]
     failing: list[str] = []
@@ -546,7 +546,7 @@ def run(arguments: argparse.Namespace) -> int:
             with arguments.summary.open("a", encoding="utf-8") as handle:
                 handle.write(text)
         return 0
-    say(f"{len(moved)} packages move:")
+    say(f"{len(moved)} package{'s move' if len(moved) > 1 else ' moves'}:")
     for change in moved:
         print(f"    {change}", flush=True)
 
