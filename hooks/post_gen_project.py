@@ -262,8 +262,8 @@ class TestsFailed(HookFailure):
             lines.append("likely cause: installed versions that are not the ones the template's CI verified: "
                          + "; ".join(untested))
         else:
-            lines.append("every installed dependency is the version the template's CI verified, so the cause is "
-                         "likely this machine (a server, a setting in the environment) or the template itself")
+            lines.append("every installed version is the one the template's tested pins hold, so the cause is likely "
+                         "this machine (a server, a setting in the environment) or the template itself")
         super().__init__("\n[pychassis] ".join(lines))
 
 

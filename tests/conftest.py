@@ -17,6 +17,8 @@ SLOWEST_FIRST = (
     "test_auth.py",
     "test_readme_answers.py",
     "test_hooks.py",
+    "test_tomorrow.py",
+    "test_floors.py",
 )
 
 
