@@ -14,10 +14,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import time
+import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -112,17 +114,25 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.project()
 
 
+def make_docker(project: Path, base: Base, tag: str, *extra: str) -> str:
+    """`make docker` with podman on ``base`` (``extra`` flags to the build); returns what the build printed.
+    uv in the build reaches the index through this machine's CA list (a proxy's CA included), as the
+    system's certificates."""
+    build_args = (f"--format docker --build-arg BASE_IMAGE={base.name} --build-arg PYTHON_VERSION={base.python} "
+                  f"--volume {CA_BUNDLE}:{CA_BUNDLE}:ro {' '.join(extra)}").strip()
+    build = subprocess.run(["make", "docker", "DOCKER=podman", f"IMAGE={tag}", f"DOCKER_BUILD_ARGS={build_args}"],
+                           cwd=project, env=podman_env(), capture_output=True, text=True, timeout=1200, check=False)
+    assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-5000:]
+    return build.stdout + build.stderr
+
+
 @pytest.fixture(scope="module", params=sorted(BASES))
 def image(request: pytest.FixtureRequest, project: Path) -> Iterator[Base]:
     """The project's image on one Python, built with `make docker DOCKER=podman`."""
     base = BASES[request.param]
     ensure_base_image(base)
-    build_args = (f"--format docker --build-arg BASE_IMAGE={base.name} --build-arg PYTHON_VERSION={base.python} "
-                  f"--volume {CA_BUNDLE}:{CA_BUNDLE}:ro")
     started = time.monotonic()
-    build = subprocess.run(["make", "docker", "DOCKER=podman", f"IMAGE={base.image}", f"DOCKER_BUILD_ARGS={build_args}"],
-                           cwd=project, env=podman_env(), capture_output=True, text=True, timeout=1200, check=False)
-    assert build.returncode == 0, build.stdout[-5000:] + build.stderr[-5000:]
+    make_docker(project, base, base.image)
     print(f"\n[figures] make docker DOCKER=podman on Python {base.python}: {time.monotonic() - started:.0f} s")
     yield base
     podman("rmi", "--force", base.image, check=False)
@@ -192,6 +202,113 @@ def test_runs_read_only_as_non_root_answers_probes_and_stops_cleanly(image: Base
     assert "service ready" in events
     assert "stop signal received; draining" in events
     assert events[-1] == "server stopped"
+
+
+# Run in the image as its user: what its virtualenv holds and what else the build left.
+INSPECT_IMAGE = """
+import importlib.metadata, json, os, shutil, sys, sysconfig
+site = sysconfig.get_paths()["purelib"]
+package = os.path.join(site, sys.argv[1])
+print(json.dumps({
+    "prefix": sys.prefix,
+    "distributions": {d.metadata["Name"]: d.version for d in importlib.metadata.distributions()},
+    "package_files": sorted(os.listdir(package)),
+    "compiled": sorted(os.listdir(os.path.join(package, "__pycache__"))),
+    "editable": [d.metadata["Name"] for d in importlib.metadata.distributions()
+                 if json.loads(d.read_text("direct_url.json") or "{}").get("dir_info", {}).get("editable")],
+    "venv_bin": sorted(os.listdir(os.path.join(sys.prefix, "bin"))),
+    "uv": shutil.which("uv"),
+    "left_over": [path for path in ("/opt/uv", "/build", "/root/.cache") if os.path.lexists(path)],
+}))
+"""
+
+
+def normalized(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def test_image_holds_the_locked_runtime_and_nothing_of_the_build(image: Base, project: Path) -> None:
+    """/opt/venv is uv.lock's runtime dependencies at their locked versions and the project as a wheel,
+    compiled; no dev or test group, no uv, pip or cache, nothing of the builder stage."""
+    lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
+    entries: dict[str, list[dict]] = {}  # a package may be locked at two versions, each for some Pythons
+    for package in lock["package"]:
+        entries.setdefault(normalized(package["name"]), []).append(package)
+    (root,) = entries[DEFAULT_SLUG]
+    runtime, queue = set(), [dependency["name"] for dependency in root["dependencies"]]
+    while queue:  # every package the runtime dependencies can pull in (markers aside)
+        name = normalized(queue.pop())
+        if name not in runtime:
+            runtime.add(name)
+            queue += [dependency["name"] for entry in entries[name] for dependency in entry.get("dependencies", [])]
+    groups = {normalized(dependency["name"]) for group in root["dev-dependencies"].values() for dependency in group}
+    assert {"pytest", "ruff", "mypy", "uv"} <= groups - runtime
+
+    found = json.loads(podman("run", "--rm", "--entrypoint", "python3", image.image, "-c", INSPECT_IMAGE,
+                              DEFAULT_PACKAGE).stdout)
+    assert found["prefix"] == "/opt/venv"
+    installed = {normalized(name): version for name, version in found["distributions"].items()}
+    assert installed.pop(DEFAULT_SLUG) == root["version"]
+    assert {"quart", "hypercorn", "pydantic"} <= set(installed) <= runtime, set(installed) - runtime
+    for name, version in installed.items():
+        locked = {entry["version"] for entry in entries[name]}
+        assert version in locked, f"{name} {version}: uv.lock has {locked}"
+    assert not (groups - runtime) & set(installed), "no dev or test dependency"
+    assert "__init__.py" in found["package_files"] and found["editable"] == [], "the project is installed, not linked"
+    assert any(name.startswith("__init__.") and name.endswith(".pyc") for name in found["compiled"]), "compiled"
+    assert not [name for name in found["venv_bin"] if name.startswith(("pip", "uv"))], found["venv_bin"]
+    assert found["uv"] is None
+    assert found["left_over"] == []
+
+
+def test_a_change_to_the_code_alone_reuses_the_dependencies_layer(image: Base, project: Path) -> None:
+    """After the image's build, the builder stage again with a changed module: the dependencies' `uv sync`
+    (only pyproject.toml and uv.lock copied before it) comes from the layer cache, the project's runs again."""
+    if image.python != LOWEST:
+        pytest.skip("the builder's layers are the same on every base: checked once, on the lowest Python")
+    module = project / "src" / DEFAULT_PACKAGE / "__init__.py"
+    original = module.read_text(encoding="utf-8")
+    tag = f"{image.image}-builder"
+    started = time.monotonic()
+    try:
+        module.write_text(original + "# A change to the code alone.\n", encoding="utf-8")
+        output = make_docker(project, image, tag, "--target builder")
+    finally:
+        module.write_text(original, encoding="utf-8")
+        podman("rmi", "--force", tag, check=False)
+    print(f"\n[figures] the builder stage again after a change to src/ alone: {time.monotonic() - started:.0f} s")
+    steps = re.split(r"^(?:\[\d+/\d+\] )?STEP \d+/\d+: ", output, flags=re.M)[1:]
+    syncs = [step for step in steps if step.startswith("RUN") and "uv sync" in step.splitlines()[0]]
+    assert len(syncs) == 2, output
+    dependencies, code = syncs
+    assert "--no-install-project" in dependencies.splitlines()[0]
+    assert "Using cache" in dependencies, dependencies
+    assert "Using cache" not in code, code
+    assert f"+ {DEFAULT_SLUG}==0.1.0" in code
+
+
+def test_dockerfile_installs_the_dependencies_before_the_code(project: Path) -> None:
+    """As written: the builder copies only the lock and pyproject.toml before the dependencies' sync, and the
+    image takes nothing from it but /opt/venv."""
+    text = re.sub(r"\\\n\s*", " ", (project / "Dockerfile").read_text(encoding="utf-8"))
+    instructions = [line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#")]
+    starts = [index for index, line in enumerate(instructions) if line.startswith("FROM ")]
+    assert len(starts) == 2 and instructions[starts[0]].endswith(" AS builder")
+    builder, final = instructions[starts[0]:starts[1]], instructions[starts[1]:]
+    syncs = [index for index, line in enumerate(builder) if line.startswith("RUN") and "uv sync --locked" in line]
+    assert len(syncs) == 2
+    dependencies, code = (builder[index] for index in syncs)
+    assert dependencies.endswith("uv sync --locked --no-dev --no-editable --no-install-project")
+    assert code.endswith("uv sync --locked --no-dev --no-editable")
+    copied_first = {source for line in builder[:syncs[0]] if line.startswith("COPY ") for source in line.split()[1:-1]}
+    assert copied_first == {"uv.lock", "pyproject.toml"}
+    environment = " ".join(line for line in builder if line.startswith("ENV "))
+    for setting in ("UV_PROJECT_ENVIRONMENT=/opt/venv", "UV_PYTHON_DOWNLOADS=never", "UV_LINK_MODE=copy",
+                    "UV_COMPILE_BYTECODE=1"):
+        assert setting in environment, setting
+    assert [line for line in final if line.startswith(("COPY", "ADD", "RUN"))] == [
+        "COPY --from=builder /opt/venv /opt/venv"
+    ]
 
 
 def test_hadolint_finds_nothing(project: Path) -> None:
