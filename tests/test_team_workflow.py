@@ -21,6 +21,8 @@ from helpers import DEFAULT_PACKAGE, TEMPLATE_DIR, TEMPLATE_SYNTAX, node_tool, r
 
 BIN = Path(sys.executable).parent
 PINNED_ACTION = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
+# What the project had before uv.lock: the lock files, the script that made them, pip's cache.
+STALE = re.compile(r"requirements[\w*-]*\.lock|lock\.py|cache: pip")
 BACKED = {"database": "postgresql", "cache": "redis"}
 # The renders the team tooling is checked on: each backing service and each broker at least once.
 VARIANTS = {
@@ -125,6 +127,85 @@ def test_ci_runs_every_check_with_the_chosen_services(project: Path) -> None:
         assert "/healthz" in started[0]
     else:
         assert not started
+
+
+def test_ci_installs_what_uv_lock_holds_with_the_uv_it_pins(project: Path) -> None:
+    """uv from uv.lock's own pin, its cache keyed on uv.lock, `uv sync --locked` before make (nothing resolved)."""
+    ci = yaml.safe_load((project / ".github" / "workflows" / "ci.yml").read_text(encoding="utf-8"))
+    assert ci["env"]["UV_PYTHON_DOWNLOADS"] == "never", "uv uses the Python setup-python installed"
+    for name in ("lint", "test"):
+        steps = ci["jobs"][name]["steps"]
+        uses = [step.get("uses", "").split("@")[0] for step in steps]
+        setup_uv = steps[uses.index("astral-sh/setup-uv")]
+        assert uses.index("actions/setup-python") < uses.index("astral-sh/setup-uv"), name
+        assert setup_uv["with"] == {"version-file": "uv.lock", "enable-cache": True, "cache-dependency-glob": "uv.lock"}
+        runs = [step.get("run") for step in steps]
+        assert runs[-2:] == ["uv sync --locked", f"make {name}"], name
+
+
+def upgrade_steps(project: Path) -> list[dict[str, object]]:
+    workflow = yaml.safe_load((project / ".github" / "workflows" / "upgrade.yml").read_text(encoding="utf-8"))
+    assert set(workflow["jobs"]) == {"upgrade"}
+    return workflow["jobs"]["upgrade"]["steps"]
+
+
+def test_upgrade_workflow_proposes_the_re_resolved_uv_lock_once_the_tests_pass(project: Path) -> None:
+    steps = upgrade_steps(project)
+    setup_uv = next(step for step in steps if str(step.get("uses", "")).startswith("astral-sh/setup-uv@"))
+    assert setup_uv["with"]["version-file"] == "uv.lock"
+    names = [step.get("name") for step in steps]
+    resolve, test = names.index("Re-resolve uv.lock"), names.index("Run the tests with the new versions")
+    assert "uv lock --upgrade" in steps[resolve]["run"]
+    assert steps[test]["run"] == "make test"
+    pull_request = steps[-1]
+    assert resolve < test < len(steps) - 1
+    assert str(pull_request["uses"]).startswith("peter-evans/create-pull-request@")
+    assert pull_request["with"]["add-paths"].split() == ["uv.lock"]
+    assert pull_request["with"]["body-path"] == "${{ runner.temp }}/upgrade.md"
+
+
+FAKE_UV_LOCK = """Using CPython 3.11.14
+Resolved 75 packages in 1.21s
+Updated anyio v4.15.0 -> v4.16.0
+Added sniffio v1.3.1
+Removed idna v3.10
+Updated uv v0.13.10 -> v0.13.11
+"""
+
+
+@pytest.mark.parametrize("status", [0, 2])
+def test_upgrade_pull_request_lists_what_uv_moved(project: Path, tmp_path: Path, status: int) -> None:
+    """The resolve step's own script, run by bash -e as Actions runs it, with a uv that prints what uv lock prints."""
+    step = next(step for step in upgrade_steps(project) if step.get("name") == "Re-resolve uv.lock")
+    bin_dir, temp = tmp_path / "bin", tmp_path / "runner-temp"
+    bin_dir.mkdir()
+    temp.mkdir()
+    fake_uv = bin_dir / "uv"
+    fake_uv.write_text(f"#!/bin/sh\necho \"$@\" > {tmp_path}/args\ncat >&2 <<'EOF'\n{FAKE_UV_LOCK}EOF\nexit {status}\n")
+    fake_uv.chmod(0o755)
+    env = {"PATH": f"{bin_dir}:/usr/bin:/bin", "RUNNER_TEMP": str(temp)}
+    result = subprocess.run(["bash", "-e", "-c", step["run"]], cwd=project, env=env, capture_output=True, text=True)
+    if status:
+        assert result.returncode != 0, "a failed `uv lock --upgrade` stops the workflow"
+        return
+    assert result.returncode == 0, result.stderr
+    assert (tmp_path / "args").read_text().split() == ["lock", "--upgrade", "--color", "never"]
+    body = (temp / "upgrade.md").read_text(encoding="utf-8")
+    listed = re.search(r"^```\n(.*?)^```$", body, re.M | re.S)
+    assert listed, body
+    assert listed.group(1).splitlines() == FAKE_UV_LOCK.splitlines()[2:]
+    assert "uv lock --upgrade" in body.split("```")[0]
+
+
+def test_team_tooling_names_no_old_lock_file(project: Path) -> None:
+    """uv.lock is the only lock: nothing reads requirements*.lock or scripts/lock.py any more."""
+    paths = [".dockerignore", "Dockerfile", ".pre-commit-config.yaml", ".github/dependabot.yml", "docker-compose.yml",
+             *(f".github/workflows/{path.name}" for path in workflows(project))]
+    for path in paths:
+        text = (project / path).read_text(encoding="utf-8")
+        assert not STALE.search(text), f"{path}: {STALE.search(text)}"
+    let_in = [line[1:] for line in (project / ".dockerignore").read_text(encoding="utf-8").splitlines() if line.startswith("!")]
+    assert set(let_in) == {"pyproject.toml", "README.md", "uv.lock", "src/"}
 
 
 def test_every_action_is_pinned_to_a_commit_with_its_version(project: Path) -> None:
