@@ -232,7 +232,7 @@ def test_dependabot_and_compose_files_match_their_schemas(project: Path) -> None
     config = yaml.safe_load((project / ".github" / "dependabot.yml").read_text(encoding="utf-8"))
     ecosystems = {update["package-ecosystem"] for update in config["updates"]}
     backed = any(answer != "none" for answer in chosen(project).values())
-    assert ecosystems == {"github-actions", "pip"} | ({"docker-compose"} if backed else set())
+    assert ecosystems == {"github-actions", "uv"} | ({"docker-compose"} if backed else set())
 
 
 def test_pre_commit_config_is_valid_and_plain(project: Path) -> None:
