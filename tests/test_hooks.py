@@ -382,9 +382,9 @@ def test_every_declared_dependency_is_named_by_the_module_it_installs() -> None:
         ({"package_name": "quart"}, "quart", "'quart>=0.20'"),
         ({"package_name": "yaml"}, "yaml", "'pyyaml>=6.0'"),
         ({"package_name": "opentelemetry"}, "opentelemetry", "'opentelemetry-api>=1.27'"),
-        ({"package_name": "pytest_asyncio"}, "pytest_asyncio", "'pytest-asyncio>=0.24'"),
+        ({"package_name": "pytest_asyncio"}, "pytest_asyncio", "'pytest-asyncio>=1.4'"),
         ({"package_name": "uv_build"}, "uv_build", "'uv_build>=0.13.9,<0.14'"),
-        ({"package_name": "redis", "cache": "redis"}, "redis", "'redis>=5.0'"),
+        ({"package_name": "redis", "cache": "redis"}, "redis", "'redis>=5.0.1'"),
     ],
 )
 def test_a_package_name_shadowing_a_declared_dependency_is_refused(
