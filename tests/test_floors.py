@@ -37,7 +37,7 @@ def test_the_declared_floors_pass_the_suite_on_the_lowest_python(tmp_path: Path)
     assert result.returncode == 0, result.stderr
     project = result.project()
     uv(project, "lock", "--resolution", "lowest-direct", "--quiet")
-    uv(project, "sync", "--locked", "--python", sys.executable, "--quiet")
+    uv(project, "sync", "--locked", "--resolution", "lowest-direct", "--python", sys.executable, "--quiet")
     lock = tomllib.loads((project / "uv.lock").read_text(encoding="utf-8"))
     versions = {package["name"]: package["version"] for package in lock["package"]}
     declared = tomllib.loads((project / "pyproject.toml").read_text(encoding="utf-8"))["project"]["dependencies"]
