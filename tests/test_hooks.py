@@ -118,7 +118,7 @@ def test_skip_verify_switch_matches_verify_false(tmp_path: Path) -> None:
     assert not (result.project() / ".venv").exists()
 
 
-def tested_pins() -> dict[str, set[str]]:
+def the_tested_pins() -> dict[str, set[str]]:
     """Package -> the version(s) tested-pins.txt holds (a package may be pinned per Python)."""
     found: dict[str, set[str]] = {}
     for line in (TEMPLATE_DIR / "{{cookiecutter.project_slug}}" / "tested-pins.txt").read_text().splitlines():
@@ -143,7 +143,7 @@ def test_generation_gives_the_tested_pins_byte_for_byte_whatever_the_index_relea
         assert result.returncode == 0, result.stderr
         locks.append((result.project() / "uv.lock").read_bytes())
     assert locks[0] == locks[1]
-    pins = tested_pins()
+    pins = the_tested_pins()
     lock = tomllib.loads(locks[0].decode())
     for package in lock["package"]:
         if package["name"] != "my-service":
@@ -177,7 +177,7 @@ def test_a_failed_verification_names_the_failing_test_and_the_version_nobody_tes
     assert ("FAILED tests/test_error_reporting.py::test_an_unhandled_error_is_reported_with_its_context_and_no_secret"
             " - RuntimeError: startup failed: resource 'error_reporting' failed to start: "
             "TypeError(\"Unknown option 'include_local_variables'\")") in text
-    tested = ", ".join(sorted(tested_pins()["sentry-sdk"]))
+    tested = ", ".join(sorted(the_tested_pins()["sentry-sdk"]))
     assert f"likely cause: installed versions that are not the ones the template's CI verified: " \
            f"sentry-sdk 9.0.0 (tested: {tested})" in text
     assert "--keep-project-on-failure" in ours[-2] and "PYCHASSIS_SKIP_VERIFY=1" in ours[-2]
