@@ -4,6 +4,10 @@ Runs before anything is rendered.  Every refusal is one line that names the
 field and the rule, and the hook exits 1 so cookiecutter/cruft stop cleanly.
 Answers are read through ``tojson`` twice, so no answer can inject code here.
 
+The closed answers (``python_version``, ``database``, ``cache``, ``broker``, ``auth``) are choice
+lists in ``cookiecutter.json``: cookiecutter shows them as menus and itself refuses a value
+outside them, naming the field and the choices, before this hook runs.
+
 A ``package_name`` that shadows one of the service's dependencies (``quart``,
 ``yaml``...) is refused by the post-generation hook, from what the rendered
 ``pyproject.toml`` declares and then from what ``.venv`` really installs: under
@@ -24,17 +28,10 @@ ANSWERS = {
     "author_name": json.loads({{ cookiecutter.author_name | tojson | tojson }}),
     "author_email": json.loads({{ cookiecutter.author_email | tojson | tojson }}),
     "version": json.loads({{ cookiecutter.version | tojson | tojson }}),
-    "python_version": json.loads({{ cookiecutter.python_version | tojson | tojson }}),
     "http_port": json.loads({{ cookiecutter.http_port | tojson | tojson }}),
-    "database": json.loads({{ cookiecutter.database | tojson | tojson }}),
-    "cache": json.loads({{ cookiecutter.cache | tojson | tojson }}),
-    "broker": json.loads({{ cookiecutter.broker | tojson | tojson }}),
-    "auth": json.loads({{ cookiecutter.auth | tojson | tojson }}),
     "verify": json.loads({{ cookiecutter.verify | tojson | tojson }}),
 }
 
-# The CPythons a generated project is proven on (the template's pythons tier runs each).
-SUPPORTED_PYTHONS = json.loads({{ cookiecutter._supported_pythons | tojson | tojson }})
 # Longer names make unwieldy imports, environment variables and image names.
 MAX_NAME_LENGTH = 50
 
@@ -44,7 +41,6 @@ RESERVED_NAMES = {"conftest", "setup", "site", "src", "test", "tests"}
 SLUG_RE = re.compile(r"[a-z][a-z0-9]*(-[a-z0-9]+)*")
 PACKAGE_RE = re.compile(r"[a-z_][a-z0-9_]*")
 EMAIL_RE = re.compile(r"[^@\s<>\"(),;:]+@[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)+")
-PYTHON_VERSION_RE = re.compile(r"3\.(0|[1-9][0-9]*)")
 # The canonical PEP 440 version pattern (from the ``packaging`` project).
 PEP440_RE = re.compile(
     r"""
@@ -60,12 +56,6 @@ PEP440_RE = re.compile(
     """,
     re.VERBOSE | re.IGNORECASE,
 )
-CHOICES = {
-    "database": ("none", "postgresql"),
-    "cache": ("none", "redis"),
-    "broker": ("none", "rabbitmq", "nats"),
-    "auth": ("none", "oidc"),
-}
 TRUE_WORDS = {"true", "yes", "y", "1", "on"}
 FALSE_WORDS = {"false", "no", "n", "0", "off"}
 
@@ -128,17 +118,6 @@ def check_version() -> None:
         raise Refusal("version", "must be a PEP 440 version such as '0.1.0' or '1.0.0rc1'")
 
 
-def check_python_version() -> None:
-    version = str(ANSWERS["python_version"])
-    match = PYTHON_VERSION_RE.fullmatch(version)
-    if not match:
-        raise Refusal("python_version", "must be a Python version such as '3.11' or '3.12'")
-    if version not in SUPPORTED_PYTHONS:
-        raise Refusal(
-            "python_version", f"must be a supported Python, {SUPPORTED_PYTHONS[0]} to {SUPPORTED_PYTHONS[-1]}"
-        )
-
-
 def check_port() -> None:
     port = ANSWERS["http_port"]
     text = str(port).strip()
@@ -154,11 +133,6 @@ def check_verify() -> None:
         raise Refusal("verify", "must be true or false (yes/no)")
 
 
-def check_choice(field: str) -> None:
-    if ANSWERS[field] not in CHOICES[field]:
-        raise Refusal(field, f"must be one of {', '.join(CHOICES[field])}")
-
-
 def main() -> int:
     checks = [
         lambda: check_text("project_name"),
@@ -168,12 +142,7 @@ def main() -> int:
         check_package_name,
         check_email,
         check_version,
-        check_python_version,
         check_port,
-        lambda: check_choice("database"),
-        lambda: check_choice("cache"),
-        lambda: check_choice("broker"),
-        lambda: check_choice("auth"),
         check_verify,
     ]
     errors = []

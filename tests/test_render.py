@@ -234,14 +234,7 @@ REFUSALS = [
     ({"author_email": "a@b"}, "author_email = 'a@b': must be an e-mail address"),
     ({"version": "one"}, "version = 'one': must be a PEP 440 version"),
     ({"version": "1.0-final"}, "version = '1.0-final': must be a PEP 440 version"),
-    ({"python_version": "3.10"}, "python_version = '3.10': must be a supported Python, 3.11 to 3.15"),
-    ({"python_version": "3.16"}, "python_version = '3.16': must be a supported Python, 3.11 to 3.15"),
-    ({"python_version": "2.7"}, "python_version = '2.7': must be a Python version such as '3.11'"),
-    ({"python_version": "3.11.4"}, "python_version = '3.11.4': must be a Python version"),
     ({"description": "   "}, "description = '   ': must not be empty"),
-    ({"database": "mysql"}, "database = 'mysql': must be one of none, postgresql"),
-    ({"cache": "Redis"}, "cache = 'Redis': must be one of none, redis"),
-    ({"broker": "kafka"}, "broker = 'kafka': must be one of none, rabbitmq, nats"),
 ]
 
 
@@ -252,6 +245,35 @@ def test_bad_answers_are_refused_with_a_clear_line(tmp_path: Path, answers: dict
     assert f"error: {message}" in result.stderr
     assert "Traceback" not in result.stderr
     assert not any(tmp_path.iterdir()), "nothing may be rendered for refused answers"
+
+
+CHOICE_REFUSALS = [
+    ({"python_version": "3.10"}, "3.10 provided for choice variable python_version, but the choices are "
+                                 "['3.11', '3.12', '3.13', '3.14', '3.15']."),
+    ({"python_version": "3.11.4"}, "3.11.4 provided for choice variable python_version"),
+    ({"database": "mysql"}, "mysql provided for choice variable database, but the choices are ['none', 'postgresql']."),
+    ({"cache": "Redis"}, "Redis provided for choice variable cache, but the choices are ['none', 'redis']."),
+    ({"broker": "kafka"}, "kafka provided for choice variable broker, but the choices are ['none', 'rabbitmq', 'nats']."),
+    ({"auth": "basic"}, "basic provided for choice variable auth, but the choices are ['none', 'oidc']."),
+]
+
+
+@pytest.mark.parametrize(("answers", "message"), CHOICE_REFUSALS, ids=[next(iter(a)) + "-" + str(i) for i, (a, _) in enumerate(CHOICE_REFUSALS)])
+def test_a_closed_answer_outside_its_list_is_refused_by_cookiecutter_naming_the_field(
+    tmp_path: Path, answers: dict, message: str
+) -> None:
+    """The closed answers are choice lists (a menu when prompted): cookiecutter itself refuses any other
+    value before a hook runs, in its last line, naming the field and the choices (after a traceback of
+    its own: cookiecutter 2.7's command line does not catch the ValueError it raises)."""
+    result = render(tmp_path, answers)
+    assert result.returncode != 0
+    assert message in result.stderr.strip().splitlines()[-1]
+    assert not any(tmp_path.iterdir()), "nothing may be rendered for refused answers"
+
+
+def test_the_python_choices_are_the_supported_pythons() -> None:
+    context = json.loads((TEMPLATE_DIR / "cookiecutter.json").read_text(encoding="utf-8"))
+    assert context["python_version"] == context["_supported_pythons"]
 
 
 def test_all_refusals_are_reported_at_once(tmp_path: Path) -> None:
