@@ -16,16 +16,20 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from click.testing import CliRunner
 from joserfc.jwk import RSAKey
 from quart import Blueprint
 from quart.typing import TestClientProtocol as QuartClient
 
+from {{ cookiecutter.package_name }} import cli
+from {{ cookiecutter.package_name }}.chassis import server
 from {{ cookiecutter.package_name }}.chassis.auth import public, requires_scopes
 from {{ cookiecutter.package_name }}.chassis.caller import current_caller
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.openapi import openapi_document
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.settings import (
+    ENV_PREFIX,
     AuthSettings,
     ResourcesSettings,
     Settings,
@@ -253,3 +257,56 @@ def test_the_settings_need_an_identity_provider_and_an_audience() -> None:
     with pytest.raises(SettingsError, match=r"auth\.algorithms"):
         load_settings(environ={"{{ cookiecutter.package_name | upper }}_AUTH_ALGORITHMS": "RS256,HS256"})
     assert AuthSettings().algorithms == "RS256,ES256,EdDSA"
+
+
+# The commands that serve nothing, with their arguments (migrate --sql connects to nothing):
+# they run without an identity provider, in CI or on a laptop, as far as the service has them.
+SERVING_NOTHING = {"openapi": [], "config": ["show"], "asyncapi": [], "migrate": ["--sql"]}
+
+
+@pytest.fixture
+def no_identity_provider(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
+    """No auth setting anywhere; ``serve`` and ``worker`` record their settings instead of serving."""
+    monkeypatch.delenv(f"{ENV_PREFIX}_AUTH_ISSUER")
+    monkeypatch.delenv(f"{ENV_PREFIX}_AUTH_AUDIENCE")
+    served: list[Settings] = []
+
+    def fake_serve(app_factory: Any, settings: Settings, *, api: bool = True) -> int:
+        served.append(settings)
+        return 0
+
+    monkeypatch.setattr(server, "serve", fake_serve)
+    return served
+
+
+@pytest.mark.parametrize("command", [name for name in SERVING_NOTHING if name in cli.main.commands])
+def test_the_commands_that_serve_nothing_need_no_identity_provider(
+    command: str, no_identity_provider: list[Settings]
+) -> None:
+    result = CliRunner().invoke(cli.main, [command, *SERVING_NOTHING[command]])
+    assert result.exit_code == 0, result.output
+    assert result.output.strip()
+    assert "auth.issuer" not in result.output
+
+
+@pytest.mark.parametrize("command", [["serve"], ["config", "check"]])
+def test_serving_the_api_needs_the_identity_provider(
+    command: list[str], no_identity_provider: list[Settings]
+) -> None:
+    result = CliRunner().invoke(cli.main, command)
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: missing setting auth.issuer: ")
+    assert no_identity_provider == []
+    result = CliRunner().invoke(cli.main, command, env={f"{ENV_PREFIX}_AUTH_ISSUER": "https://idp.example"})
+    assert result.exit_code == 2
+    assert result.stderr.startswith("error: missing setting auth.audience: ")
+{%- if cookiecutter.broker != "none" %}
+
+
+def test_the_worker_verifies_no_token_and_needs_no_identity_provider(
+    no_identity_provider: list[Settings],
+) -> None:
+    result = CliRunner().invoke(cli.main, ["worker"])
+    assert result.exit_code == 0, result.output
+    assert [settings.auth.issuer for settings in no_identity_provider] == [None]
+{%- endif %}

@@ -62,8 +62,8 @@ def config_group() -> None:
 @config_group.command("check")
 @settings_options
 def config_check(config_file: Path | None, **flags: Any) -> None:
-    """Validate every setting and exit 0 (valid) or 2 (invalid) without starting the server."""
-    loaded = load_or_exit(config_file, flags)
+    """Validate every setting as `serve` needs them; exit 0 (valid) or 2 (invalid) without serving."""
+    loaded = load_or_exit(config_file, flags, serves="api")
     source = f" (settings file {loaded.config_file})" if loaded.config_file else ""
     click.echo(f"configuration is valid{source}")
 
@@ -72,7 +72,7 @@ def config_check(config_file: Path | None, **flags: Any) -> None:
 @settings_options
 def config_show(config_file: Path | None, **flags: Any) -> None:
     """Print the effective settings as YAML, each with its source; secrets are redacted."""
-    loaded = load_or_exit(config_file, flags)
+    loaded = load_or_exit(config_file, flags, serves="nothing")
     click.echo(dump_settings(loaded), nl=False)
 
 
@@ -80,7 +80,7 @@ def config_show(config_file: Path | None, **flags: Any) -> None:
 @settings_options
 def openapi_command(config_file: Path | None, **flags: Any) -> None:
     """Print the API's OpenAPI document (JSON), as /openapi.json serves it."""
-    loaded = load_or_exit(config_file, flags)
+    loaded = load_or_exit(config_file, flags, serves="nothing")
     document = openapi_document(create_app(loaded.settings))
     click.echo(json.dumps(document, indent=2))
 

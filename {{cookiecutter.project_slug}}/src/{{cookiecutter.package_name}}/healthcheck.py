@@ -36,7 +36,7 @@ def local_url(host: str, port: int, path: str) -> str:
 def main(argv: list[str]) -> int:
     path = argv[0] if argv else DEFAULT_PATH
     try:
-        settings = load_settings().settings
+        settings = load_settings(serves="nothing").settings
     except SettingsError as error:
         print(f"error: {error}", file=sys.stderr)
         return 1

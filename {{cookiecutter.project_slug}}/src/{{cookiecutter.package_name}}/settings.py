@@ -45,6 +45,9 @@ CONFIG_ENV_VAR = config.config_env_var(ENV_PREFIX)
 LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console"]
 EventLoop = Literal["auto", "asyncio", "uvloop"]
+# What a command's settings are for: serving the API (serve), the background work (worker),
+# or nothing (openapi, migrate, config show...), which needs no identity provider, say.
+Serves = Literal["api", "worker", "nothing"]
 {%- if cookiecutter.auth == "oidc" %}
 UpstreamCredentials = Literal["none", "forward", "client_credentials"]
 {%- endif %}
@@ -582,25 +585,38 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     config_file: Path | str | None = None,
     root: type[Any] = Settings,
+    serves: Serves = "api",
 ) -> LoadedSettings[Settings]:
-    """Resolve every setting from its sources and validate it (see ``chassis.config.load_settings``)."""
+    """Resolve every setting from its sources and validate it (see ``chassis.config.load_settings``).
+
+    ``serves`` is what the settings are for (see ``Serves``): only a process that serves
+    needs the settings of what it serves.
+    """
     loaded = config.load_settings(root, ENV_PREFIX, cli=cli, environ=environ, config_file=config_file)
     if isinstance(loaded.settings, Settings):
-        check_across_sections(loaded.settings)
+        check_across_sections(loaded.settings, serves)
     return loaded
 
 
-def check_across_sections(settings: Settings) -> None:
-    """What no single setting can check: raises ``SettingsError`` naming the setting."""
+def check_across_sections(settings: Settings, serves: Serves = "api") -> None:
+    """What no single setting can check: raises ``SettingsError`` naming the setting.
+{%- if cookiecutter.auth == "oidc" %}
+
+    Where tokens are verified (``serves`` the API), the identity provider and the audience
+    are required; where upstreams are called (the API, the worker), their credentials.
+    Commands that serve nothing (``openapi``, ``migrate``, ``config show``...) need neither.
+    {% endif %}"""
     port = settings.management.port
     if port is not None and port == settings.server.port:
         raise SettingsError(
             f"invalid setting management.port = {port}: expected a port other than server.port"
         )
 {%- if cookiecutter.auth == "oidc" %}
-    if settings.auth.issuer is None and settings.auth.jwks_url is None:
+    if serves == "nothing":
+        return
+    if serves == "api" and settings.auth.issuer is None and settings.auth.jwks_url is None:
         raise SettingsError("missing setting auth.issuer: the identity provider (or auth.jwks_url) is needed")
-    if settings.auth.audience is None:
+    if serves == "api" and settings.auth.audience is None:
         raise SettingsError("missing setting auth.audience: what tokens for this API name in aud")
     for field in dataclasses.fields(settings.upstreams):
         upstream = getattr(settings.upstreams, field.name)

@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-from ..settings import CONFIG_ENV_VAR, Settings, iter_specs, load_settings
+from ..settings import CONFIG_ENV_VAR, Serves, Settings, iter_specs, load_settings
 from .config import LoadedSettings, SettingsError
 
 DEFAULT_COMMAND = "serve"
@@ -122,10 +122,16 @@ def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
     return config_option(command)
 
 
-def load_or_exit(config_file: Path | None, flags: dict[str, Any]) -> LoadedSettings[Settings]:
-    """Load the settings, or print one line naming the problem and exit with code 2."""
+def load_or_exit(
+    config_file: Path | None, flags: dict[str, Any], *, serves: Serves = "api"
+) -> LoadedSettings[Settings]:
+    """Load the settings, or print one line naming the problem and exit with code 2.
+
+    ``serves``: what the command serves, whose settings it needs (``serve`` the API,
+    ``worker`` the background work, ``openapi`` or ``migrate`` nothing: no identity provider).
+    """
     try:
-        return load_settings(cli=flags, config_file=config_file)
+        return load_settings(cli=flags, config_file=config_file, serves=serves)
     except SettingsError as error:
         click.echo(f"error: {error}", err=True)
         sys.exit(EXIT_BAD_CONFIG)

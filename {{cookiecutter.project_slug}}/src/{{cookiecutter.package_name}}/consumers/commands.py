@@ -42,7 +42,7 @@ def worker_command(config_file: Path | None, **flags: Any) -> None:
 
     They are served on management.port when it is set, else on server.port.
     """
-    loaded = load_or_exit(config_file, flags)
+    loaded = load_or_exit(config_file, flags, serves="worker")
     consuming = dataclasses.replace(loaded.settings.broker, consume=True)
     settings = dataclasses.replace(loaded.settings, broker=consuming)
     configure_logging(settings.logging, service=DISTRIBUTION_NAME, version=__version__)
@@ -53,7 +53,7 @@ def worker_command(config_file: Path | None, **flags: Any) -> None:
 @settings_options
 def asyncapi_command(config_file: Path | None, **flags: Any) -> None:
     """Print the AsyncAPI document (JSON) of the events the service publishes and the commands it consumes."""
-    loaded = load_or_exit(config_file, flags)
+    loaded = load_or_exit(config_file, flags, serves="nothing")
     broker = Broker(
         loaded.settings.broker,
         metrics=MessageMetrics(CollectorRegistry()),

@@ -20,7 +20,7 @@ config = context.config
 
 def database_settings() -> DatabaseSettings:
     settings: DatabaseSettings | None = config.attributes.get("database")
-    return settings if settings is not None else load_settings().settings.database
+    return settings if settings is not None else load_settings(serves="nothing").settings.database
 
 
 def run_offline(settings: DatabaseSettings) -> None:
