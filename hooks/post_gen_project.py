@@ -146,6 +146,12 @@ BROKER_PROBES = {
     "nats": "tests/broker_probe_nats.py",
 }
 BROKER_PROBE = "tests/broker_probe.py"
+# Who may call the API, for each auth answer; the chosen one becomes api_access.py (app.py calls it).
+API_ACCESS_MODULES = {
+    "oidc": "src/{package}/api_access_oidc.py",
+    "none": "src/{package}/api_access_none.py",
+}
+API_ACCESS_MODULE = "src/{package}/api_access.py"
 # Tests of what only one broker does.
 BROKER_ONLY_TESTS = {"nats": "tests/test_nats.py"}
 # With a database, events leave through the transactional outbox; without one, straight after the change.
@@ -651,6 +657,7 @@ def prune(project: Path) -> None:
         unwanted += BACKING_SERVICE_FILES
     unwanted += [path for broker, path in BROKER_MODULES.items() if broker != BROKER]
     unwanted += [path for broker, path in BROKER_PROBES.items() if broker != BROKER]
+    unwanted += [path for auth, path in API_ACCESS_MODULES.items() if auth != AUTH]
     unwanted += [path for broker, path in BROKER_ONLY_TESTS.items() if broker != BROKER]
     if AUTH != "oidc":
         unwanted += OIDC_FILES
@@ -664,7 +671,11 @@ def prune(project: Path) -> None:
             shutil.rmtree(target)
         else:
             target.unlink(missing_ok=True)
-    for chosen, name in ((BROKER_MODULES.get(BROKER), BROKER_MODULE), (BROKER_PROBES.get(BROKER), BROKER_PROBE)):
+    for chosen, name in (
+        (BROKER_MODULES.get(BROKER), BROKER_MODULE),
+        (BROKER_PROBES.get(BROKER), BROKER_PROBE),
+        (API_ACCESS_MODULES.get(AUTH), API_ACCESS_MODULE),
+    ):
         source = project / (chosen or "-").format(package=PACKAGE_NAME)
         if source.is_file():  # not on a second run of this hook
             source.replace(project / name.format(package=PACKAGE_NAME))

@@ -34,6 +34,7 @@ EXPECTED_FILES = [
     "src/{package}/chassis/commands.py",
     "src/{package}/chassis/parts.py",
     "src/{package}/app.py",
+    "src/{package}/api_access.py",
     "src/{package}/views/__init__.py",
     "src/{package}/views/items.py",
     "src/{package}/services/__init__.py",
@@ -314,12 +315,12 @@ def test_the_table_cell_check_finds_a_long_cell() -> None:
     assert [(number, len(cell)) for number, cell in table_cells(table)] == [(1, 1), (1, 1), (2, 3), (2, 3), (3, 6), (3, 201)]
 
 
-# Files that must read the same whatever the answers: an optional part plugs into them.
-NO_CONDITIONALS = ["chassis/errors.py", "cli.py"]
+# Files that must read the same whatever the answers: an optional part plugs into them (the
+# app factory calls api_access.py, which the hook picks for the auth answer).
+NO_CONDITIONALS = ["app.py", "chassis/errors.py", "cli.py", "api_access_none.py", "api_access_oidc.py"]
 # The few conditionals left where the optional parts are built (about three for each of the
-# database, the cache and the broker) or given to the tests (one each); the app factory has
-# two for auth = oidc (its import and its one call, which guards the API's blueprints).
-AT_MOST_A_HANDFUL = {"services/__init__.py": 11, "../../tests/conftest.py": 7, "app.py": 2}
+# database, the cache and the broker) or given to the tests (one each).
+AT_MOST_A_HANDFUL = {"services/__init__.py": 11, "../../tests/conftest.py": 7}
 
 
 def test_shared_modules_carry_no_template_conditionals() -> None:
@@ -330,6 +331,20 @@ def test_shared_modules_carry_no_template_conditionals() -> None:
     for name, limit in AT_MOST_A_HANDFUL.items():
         tags = re.findall(r"\{%-?\s*if\b", (package / name).read_text(encoding="utf-8"))
         assert len(tags) <= limit, f"{name} has {len(tags)} if-tags"
+
+
+@pytest.mark.parametrize(("auth", "verifies_tokens"), [("none", False), ("oidc", True)])
+def test_the_auth_answer_picks_who_may_call_the_api(tmp_path: Path, auth: str, verifies_tokens: bool) -> None:
+    """app.py reads the same for every answer: it calls api_access.py, the module of the chosen auth."""
+    result = render(tmp_path, {"auth": auth})
+    assert result.returncode == 0, result.stderr
+    package = result.project() / "src" / DEFAULT_PACKAGE
+    assert sorted(path.name for path in package.glob("api_access*.py")) == ["api_access.py"]
+    access = (package / "api_access.py").read_text(encoding="utf-8")
+    assert "def install_api_access(" in access
+    assert ("install_auth(app, settings.auth" in access) == verifies_tokens
+    assert (package / "chassis" / "auth.py").is_file() == verifies_tokens
+    assert "install_api_access(app, settings, lifecycle, BLUEPRINTS" in (package / "app.py").read_text(encoding="utf-8")
 
 
 def test_template_settings_docs_are_what_settings_py_gives() -> None:

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from . import DISTRIBUTION_NAME, __version__
+from .api_access import install_api_access
 from .chassis import api_docs
-{%- if cookiecutter.auth == "oidc" %}
-from .chassis.auth import install_auth
-{%- endif %}
 from .chassis.config import secret_values
 from .chassis.error_reporting import ErrorReporting
 from .chassis.errors import install_errors
@@ -94,9 +92,7 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     app.register_blueprint(info_blueprint(settings))
     if api:
         install_openapi(app, BLUEPRINTS, title=DISTRIBUTION_NAME, version=__version__)
-{%- if cookiecutter.auth == "oidc" %}
-        install_auth(app, settings.auth, lifecycle, BLUEPRINTS, registry=metrics.registry)
-{%- endif %}
+        install_api_access(app, settings, lifecycle, BLUEPRINTS, registry=metrics.registry)
         app.register_blueprint(api_docs.blueprint)
         for blueprint in BLUEPRINTS:
             app.register_blueprint(blueprint)
