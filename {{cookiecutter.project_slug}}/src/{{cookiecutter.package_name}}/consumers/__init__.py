@@ -8,10 +8,12 @@ dead-lettered.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..chassis.consumers import Consumer
-from ..services import Services
 from . import items_create
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 CONSUMERS: list[Consumer[Any, Services]] = [items_create.consumer]

@@ -7,10 +7,14 @@ Handled once per command id, however often it is delivered (see ``chassis/consum
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from ..chassis.consumers import CommandRejectedError, Consumer
-from ..services import Services
+from ..schemas import ItemIn
 from ..services.items import ItemNameTakenError, NewItem
-from ..views.items import ItemIn
+
+if TYPE_CHECKING:
+    from ..services import Services
 
 
 async def create_item(data: ItemIn, services: Services) -> None:

@@ -85,7 +85,8 @@ class Messaging:
         )
 {%- endif %}
         if self._settings.consume:
-            from ..consumers import CONSUMERS  # here: the consumers need Services, which needs this module
+            # Imported here: the consumers import services.items, whose package imports this module.
+            from ..consumers import CONSUMERS
 
             work["consumers"] = ConsumerRunner(
                 self.broker,

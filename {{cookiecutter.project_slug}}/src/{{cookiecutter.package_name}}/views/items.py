@@ -1,9 +1,9 @@
 """``/items``: the example resource. Create, read, replace and delete items; list them by page.
 
-The request and response models below are the API's contract: quart-schema
-validates requests against them (invalid ones get a 422 problem) and documents
-them in ``/openapi.json``.  The handlers hold no storage logic: they use the
-``ItemRepository`` of ``services``.
+The request model (``ItemIn``, in ``schemas.py``: the consumers take it too) and the
+response models below are the API's contract: quart-schema validates requests against
+them (invalid ones get a 422 problem) and documents them in ``/openapi.json``.  The
+handlers hold no storage logic: they use the ``ItemRepository`` of ``services``.
 {%- if cookiecutter.auth == "oidc" %}
 
 Every route needs a bearer token (``chassis/auth.py``): reading takes the ``items:read``
@@ -14,9 +14,8 @@ scope, changing ``items:write``.
 from __future__ import annotations
 
 import datetime
-from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, Field
 from quart import Blueprint, Response, current_app, url_for
 from quart_schema import validate_querystring, validate_request, validate_response
 from werkzeug.exceptions import Conflict, NotFound
@@ -26,6 +25,7 @@ from ..chassis.auth import requires_scopes
 {% endif -%}
 from ..chassis.openapi import documents_no_content, documents_problems, empty_response
 from ..chassis.parts import part_of
+from ..schemas import ItemIn
 from ..services import Services
 from ..services.items import Item, ItemNameTakenError, NewItem
 
@@ -35,36 +35,6 @@ MAX_PAGE_SIZE = 100
 # Ids and offsets are 64-bit, as databases keep them (a bigint): a larger id names no
 # item (404) and a larger offset is invalid (422), rather than overflowing a driver (500).
 MAX_INT64 = 2**63 - 1
-
-
-def _refuse_booleans_and_text(value: object) -> object:
-    """As JSON Schema says: 5 and 5.0 are integers; true and "5" are not (pydantic would convert them)."""
-    if isinstance(value, bool | str):
-        raise ValueError("Input should be a JSON number, not a boolean or a string")
-    return value
-
-
-JsonInteger = Annotated[int, BeforeValidator(_refuse_booleans_and_text)]
-
-
-def _refuse_nul(value: str) -> str:
-    """Databases' text columns cannot keep U+0000: refuse it as invalid input."""
-    if "\x00" in value:
-        raise ValueError("Text must not contain the NUL character (U+0000)")
-    return value
-
-
-Text = Annotated[str, AfterValidator(_refuse_nul)]
-
-
-class ItemIn(BaseModel):
-    """A new item."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    name: Text = Field(min_length=1, max_length=100, description="What the item is called.")
-    description: Text = Field(default="", max_length=1000)
-    price_cents: JsonInteger = Field(ge=0, le=100_000_000, description="Price in cents.")
 
 
 class ItemOut(BaseModel):
