@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +64,18 @@ def test_help_lists_every_setting(runner: CliRunner, command: list[str]) -> None
     for spec in iter_specs():
         assert spec.env_var in text
         assert spec.flag in text
+
+
+def test_help_summary_names_every_command(runner: CliRunner) -> None:
+    """The summary above ``Options`` names each command, those of the optional parts included."""
+    result = runner.invoke(cli.main, ["--help"])
+    assert result.exit_code == 0, result.output
+    summary = " ".join(result.output.split("Options:")[0].split())
+    optional = {entry_point.name for entry_point in entry_points(group=f"{cli.__package__}.commands")}
+    assert optional <= set(cli.main.commands)
+    assert {"serve", "config", "openapi"} <= set(cli.main.commands)
+    for name in cli.main.commands:
+        assert f"`{name}`" in summary, summary
 
 
 @pytest.mark.parametrize("command", [["serve"], ["config", "check"], ["openapi"]])

@@ -7,9 +7,13 @@ from typing import Any
 
 from quart.typing import TestClientProtocol as QuartClient
 
+from {{ cookiecutter.package_name }}.app import create_app
+from {{ cookiecutter.package_name }}.chassis.errors import MAX_ECHOED_PATH
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
-from {{ cookiecutter.package_name }}.settings import HttpSettings, Settings
+from {{ cookiecutter.package_name }}.services import Services
+from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepository
+from {{ cookiecutter.package_name }}.settings import HttpSettings, ManagementSettings, Settings
 
 from .apps import create_test_app
 
@@ -38,6 +42,50 @@ async def test_malformed_json_is_400_and_other_media_types_415(client: QuartClie
     headers = {"Content-Type": "application/json"}
     await problem_of(await client.post("/items", data="{not json", headers=headers), 400)
     await problem_of(await client.post("/items", data="name=x", headers={"Content-Type": "text/plain"}), 415)
+
+
+async def test_a_404_names_what_was_asked_and_where_the_docs_are(client: QuartClient) -> None:
+    body = await problem_of(await client.get("/"), 404)
+    assert body["detail"] == "No route matches GET /. The API is documented at /docs."
+    assert "spelling" not in body["detail"]
+    body = await problem_of(await client.get("/items/999"), 404)
+    assert body["detail"] == "There is no item 999.", "a handler's own words are kept"
+    long_path = "/" + "a" * 5000
+    body = await problem_of(await client.get(long_path), 404)
+    assert body["detail"].startswith(f"No route matches GET {long_path[:MAX_ECHOED_PATH]}… (cut).")
+    assert len(body["detail"]) < MAX_ECHOED_PATH + 100
+
+
+async def test_a_404_points_to_the_docs_where_they_are() -> None:
+    with_management_port = create_test_app(Settings(management=ManagementSettings(port=9001)))
+    worker = create_app(Settings(), services=Services(items=InMemoryItemRepository()), api=False)
+    for app, detail in (
+        (
+            with_management_port,
+            "No route matches GET /nope. The API is documented at /docs on the management port (9001).",
+        ),
+        (worker, "No route matches GET /nope."),
+    ):
+        async with app.test_app():
+            body = await problem_of(await app.test_client().get("/nope"), 404)
+        assert body["detail"] == detail
+
+
+async def test_a_405_names_the_method_and_the_allowed_ones(client: QuartClient) -> None:
+    body = await problem_of(await client.delete("/items"), 405)
+    assert body["detail"] == "The route does not take DELETE /items; it allows GET, HEAD, OPTIONS, POST."
+
+
+async def test_malformed_json_says_what_is_wrong_and_where_but_not_the_body(client: QuartClient) -> None:
+    secret = "card-4111-1111"
+    headers = {"Content-Type": "application/json"}
+    data = '{"name": "' + secret + '",\n "price_cents": nope}'
+    body = await problem_of(await client.post("/items", data=data, headers=headers), 400)
+    assert body["detail"] == "The request body is not valid JSON: Expecting value (line 2, column 17)."
+    body = await problem_of(await client.post("/items", data=f'"{secret}', headers=headers), 400)
+    detail = "The request body is not valid JSON: Unterminated string starting (line 1, column 1)."
+    assert body["detail"] == detail
+    assert secret not in str(body)
 
 
 async def test_a_body_over_the_limit_is_413() -> None:

@@ -25,6 +25,7 @@ from prometheus_client import values
 from quart import Quart
 
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
+from {{ cookiecutter.package_name }}.chassis.info import PACKAGE_DIR, checkout_commit
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.logging import Throttled, configure_logging
 from {{ cookiecutter.package_name }}.chassis.metrics import (
@@ -293,7 +294,8 @@ async def test_metrics_use_route_templates_and_bounded_labels(served: Quart) -> 
         'http_route="/things/<thing_id>",le="0.005"}'
     ) in text
     assert 'http_server_active_requests{http_request_method="GET"}' in text
-    assert 'service_info{commit="unknown",service="' + DISTRIBUTION_NAME + '"' in text
+    commit = checkout_commit(PACKAGE_DIR)  # no build.commit: the checkout's, or "unknown"
+    assert 'service_info{commit="' + commit + '",service="' + DISTRIBUTION_NAME + '"' in text
     assert "process_resident_memory_bytes" in text
 
 

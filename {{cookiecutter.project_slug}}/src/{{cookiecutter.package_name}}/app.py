@@ -11,7 +11,7 @@ from .chassis.errors import install_errors
 from .chassis.event_loop_lag import EventLoopLag
 from .chassis.health import Health, install_health
 from .chassis.http_client import HttpClientMetrics, Upstreams
-from .chassis.info import info_blueprint
+from .chassis.info import info_blueprint, running_commit
 from .chassis.instrumentation import PROBE_ROUTES, install_instrumentation
 from .chassis.json_body import install_json_body
 from .chassis.json_responses import install_json_responses
@@ -40,7 +40,8 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
     app = TimeLimitedQuart(__name__, request_timeout=settings.http.request_timeout)
     attach(app, settings)
 
-    metrics = HttpMetrics(service=DISTRIBUTION_NAME, version=__version__, commit=settings.build.commit)
+    commit = running_commit(settings.build)
+    metrics = HttpMetrics(service=DISTRIBUTION_NAME, version=__version__, commit=commit)
     health = Health(show_details=settings.health.show_details, registry=metrics.registry)
     lifecycle = Lifecycle(
         health,
@@ -81,7 +82,7 @@ def create_app(settings: Settings, services: Services | None = None, *, api: boo
         metrics_path=settings.metrics.path,
     )
     install_proxy_headers(app, settings.http)
-    install_errors(app)
+    install_errors(app, docs_location=api_docs.docs_location(settings.management.port) if api else None)
     install_limits(app, settings.http)
     install_json_body(app, settings.http)
     install_cors(app, settings.http)
@@ -105,6 +106,6 @@ def error_reporting_of(settings: Settings) -> ErrorReporting:
     return ErrorReporting(
         settings.sentry.dsn,
         environment=settings.sentry.environment,
-        release=f"{DISTRIBUTION_NAME}@{__version__}+{settings.build.commit}",
+        release=f"{DISTRIBUTION_NAME}@{__version__}+{running_commit(settings.build)}",
         secrets=secret_values(settings, ENV_PREFIX),
     )

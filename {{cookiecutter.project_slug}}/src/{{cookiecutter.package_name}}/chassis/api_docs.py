@@ -52,6 +52,13 @@ START_SCRIPT = f"window.ui = SwaggerUIBundle({json.dumps(SWAGGER_UI_OPTIONS)});\
 blueprint = Blueprint("api_docs", __name__, url_prefix=DOCS_PATH)
 
 
+def docs_location(management_port: int | None) -> str:
+    """Where the docs are, as a 404 tells a client that asked for a path no route matches."""
+    if management_port is None:
+        return DOCS_PATH
+    return f"{DOCS_PATH} on the management port ({management_port})"
+
+
 @blueprint.get("")
 async def page() -> Response:
     return _with_policy(Response(PAGE, content_type="text/html; charset=utf-8"))

@@ -87,9 +87,16 @@ class DefaultCommandGroup(CommandGroup):
         super().format_epilog(ctx, formatter)
 
     def add_commands_from_entry_points(self, group: str) -> None:
-        """Add the commands that installed parts of the service declare in entry point ``group``."""
-        for entry_point in entry_points(group=group):
+        """Add the commands that installed parts of the service declare in entry point ``group``.
+
+        The summary (the group's help) then names them too, so ``--help`` lists every command.
+        """
+        added = sorted(entry_points(group=group), key=lambda entry_point: entry_point.name)
+        for entry_point in added:
             self.add_command(entry_point.load(), entry_point.name)
+        if added and self.help:
+            names = ", ".join(f"`{entry_point.name}`" for entry_point in added)
+            self.help = f"{self.help.rstrip().removesuffix('.')}; its optional parts add {names}."
 
 
 def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:

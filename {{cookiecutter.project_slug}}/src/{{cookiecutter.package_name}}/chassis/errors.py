@@ -8,7 +8,10 @@ exception is logged once with its traceback and answered with a generic 500: no
 stack trace and no exception text reach the client.
 
 Handlers signal a client error by raising one of werkzeug's exceptions, e.g.
-``NotFound("There is no item 7.")``: its description becomes ``detail``.
+``NotFound("There is no item 7.")``: its description becomes ``detail``.  Where werkzeug
+would answer in its own generic words (a path no route matches, a method the route does
+not take), the detail says what was asked instead: the method and the path (at most
+``MAX_ECHOED_PATH`` characters of it), the methods allowed, and where the API docs are.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ from pydantic import ValidationError
 from quart import Quart, Response, json, request
 from quart_schema import RequestSchemaValidationError
 from quart_schema.validation import QuerystringValidationError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed, NotFound
 
 from .circuit_breaker import CircuitOpenError
 from .error_reporting import report_error
@@ -35,6 +38,8 @@ BLANK_TYPE = "about:blank"
 MAX_REPORTED_ERRORS = 20
 # Characters of each part of an error's location (a key may be as long as the body allows).
 MAX_LOCATION_PART = 64
+# Characters of the request's path a 404 or 405 repeats (a path may be as long as the request line allows).
+MAX_ECHOED_PATH = 200
 GENERIC_DETAIL = {
     500: "The server failed to handle the request; the request id identifies it in the logs.",
 }
@@ -74,10 +79,10 @@ def problem(
     return response
 
 
-def install_errors(app: Quart) -> None:
-    """Answer every error with a problem."""
+def install_errors(app: Quart, *, docs_location: str | None = None) -> None:
+    """Answer every error with a problem; a 404 for an unknown path points to ``docs_location``."""
     app.register_error_handler(RequestSchemaValidationError, _invalid_request)
-    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(HTTPException, _HttpErrors(docs_location).answer)
     dependencies = _DependencyFailures(Throttled(log))
     app.register_error_handler(CircuitOpenError, dependencies.circuit_open)
     app.register_error_handler(UpstreamError, dependencies.upstream_failed)
@@ -85,12 +90,35 @@ def install_errors(app: Quart) -> None:
     app.register_error_handler(Exception, _unexpected_error)
 
 
-async def _http_error(error: HTTPException) -> Response:
-    status = error.code or 500
-    # Keep what the error says about itself (``Allow`` on 405, ``Retry-After`` on 503).
-    headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
-    detail = error.description if status < 500 or status in (503, 504) else None
-    return problem(status, detail, headers=headers)
+class _HttpErrors:
+    """Werkzeug's exceptions as problems; its generic 404 and 405 in the service's own words."""
+
+    def __init__(self, docs_location: str | None) -> None:
+        self._docs_hint = f" The API is documented at {docs_location}." if docs_location else ""
+
+    async def answer(self, error: HTTPException) -> Response:
+        status = error.code or 500
+        # Keep what the error says about itself (``Allow`` on 405, ``Retry-After`` on 503).
+        headers = {name: value for name, value in error.get_headers() if name.lower() != "content-type"}
+        detail = error.description if status < 500 or status in (503, 504) else None
+        # A description given where the error was raised is kept; the class's own is werkzeug's prose.
+        if "description" not in vars(error):
+            detail = self._own_words(error) or detail
+        return problem(status, detail, headers=headers)
+
+    def _own_words(self, error: HTTPException) -> str | None:
+        asked = f"{request.method} {echoed_path(request.path)}"
+        if isinstance(error, NotFound):
+            return f"No route matches {asked}.{self._docs_hint}"
+        if isinstance(error, MethodNotAllowed):
+            allowed = ", ".join(sorted(error.valid_methods or ()))
+            return f"The route does not take {asked}; it allows {allowed}." if allowed else None
+        return None
+
+
+def echoed_path(path: str) -> str:
+    """``path`` as a detail repeats it: at most ``MAX_ECHOED_PATH`` characters."""
+    return path if len(path) <= MAX_ECHOED_PATH else f"{path[:MAX_ECHOED_PATH]}… (cut)"
 
 
 async def _invalid_request(error: RequestSchemaValidationError) -> Response:

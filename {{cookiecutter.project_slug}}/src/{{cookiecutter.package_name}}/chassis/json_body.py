@@ -3,7 +3,8 @@
 Quart lets a body that is not UTF-8 become a ``UnicodeDecodeError`` and one nested
 thousands of levels deep a ``RecursionError``: both would be 500s.  Here the first is a
 400, and so is any body nested deeper than ``http.max_json_depth`` (which also keeps
-the validation that follows shallow).
+the validation that follows shallow).  A body that is not JSON is a 400 that says what
+is wrong and where (the parser's message, line and column; never the body itself).
 
 The request class is also where a request's blueprint names are worked out once:
 Quart works them out anew, an import statement included, each of the three times it
@@ -12,6 +13,7 @@ asks during a request (a few microseconds of every request to a blueprint's rout
 
 from __future__ import annotations
 
+import json
 from functools import cached_property
 from typing import Any
 
@@ -22,6 +24,8 @@ from werkzeug.exceptions import BadRequest
 from ..settings import HttpSettings
 
 MAX_DEPTH_KEY = "MAX_JSON_DEPTH"
+# Characters of the parser's message a 400 repeats (the standard library's are a few words).
+MAX_PARSER_MESSAGE = 100
 
 
 class Request(QuartRequest):
@@ -49,6 +53,15 @@ class Request(QuartRequest):
             limit = current_app.config[MAX_DEPTH_KEY]
             raise BadRequest(f"The JSON body nests deeper than {limit} levels (setting http.max_json_depth).")
         return data
+
+    def on_json_loading_failed(self, error: Exception) -> Any:
+        if isinstance(error, json.JSONDecodeError):
+            # ``msg`` is the parser's words (a character of the body at most); ``doc`` is the body.
+            what = error.msg[:MAX_PARSER_MESSAGE].removesuffix(" at")
+            raise BadRequest(
+                f"The request body is not valid JSON: {what} (line {error.lineno}, column {error.colno})."
+            )
+        raise BadRequest("The request body is not valid JSON.")
 
 
 def nesting_exceeds(data: Any, limit: int) -> bool:
