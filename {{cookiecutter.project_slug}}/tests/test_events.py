@@ -72,6 +72,12 @@ def test_events_carry_the_trace_context_and_request_id() -> None:
     assert headers["x-request-id"] == "req-9"
 
 
+def test_without_a_request_id_events_carry_no_request_id_header() -> None:
+    """A consumer handling a message that came without one binds an empty id: no empty header."""
+    bind_request_fields(RequestFields(request_id="", trace_id="", span_id=""))
+    assert "x-request-id" not in context_headers()
+
+
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [

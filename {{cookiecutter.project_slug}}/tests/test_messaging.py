@@ -100,8 +100,9 @@ async def test_a_command_creates_an_item_once_however_often_it_is_delivered(
     command = CloudEvent(type="items.create", source="/test", data=LAMP)
     await probe.send_command(command)
     await probe.send_command(command)  # delivered twice: the same command, the same id
-    event, _ = await probe.next_event()
+    event, headers = await probe.next_event()
     assert (event["type"], event["data"]["name"]) == ("items.created", "lamp")
+    assert "x-request-id" not in headers, "the command came without a request id: no empty header"
     await asyncio.sleep(0.5)
     page = await (await broker_app.test_client().get("/items")).get_json()
     assert page["total"] == 1

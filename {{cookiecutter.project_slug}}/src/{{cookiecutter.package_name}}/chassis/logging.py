@@ -94,9 +94,9 @@ def current_request_fields() -> RequestFields | None:
 
 
 def current_request_id() -> str | None:
-    """The id of the request being handled, if any."""
+    """The id of the request being handled, if any (a message that came without one has none)."""
     fields = _request_fields.get()
-    return None if fields is None else fields.request_id
+    return fields.request_id if fields is not None and fields.request_id else None
 {%- if cookiecutter.auth == "oidc" %}
 
 
