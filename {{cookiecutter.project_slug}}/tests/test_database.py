@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import uuid
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.chassis.database import (
     Database,
+    DatabaseSetupError,
     DatabaseUnavailableError,
 )
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
@@ -135,6 +137,21 @@ async def test_start_waits_for_a_database_that_comes_up_later(
     finally:
         await database.stop()
         await proxy.close()
+
+
+async def test_a_missing_database_fails_the_start_at_once_saying_how_to_create_it(
+    test_database_url: str,
+) -> None:
+    """No retries until resources.start_timeout: waiting does not create a database."""
+    name = f"missing_{uuid.uuid4().hex[:12]}"  # never created
+    url = make_url(test_database_url).set(database=name).render_as_string(hide_password=False)
+    database = Database(DatabaseSettings(url=url))
+    try:
+        with pytest.raises(DatabaseSetupError, match=f'database "{name}" does not exist on .*`createdb -h '):
+            async with asyncio.timeout(10):
+                await database.start()
+    finally:
+        await database.stop()
 
 
 async def test_an_outage_is_503_and_not_ready_until_the_database_is_back(

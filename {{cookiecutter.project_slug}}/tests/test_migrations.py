@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from alembic.autogenerate import compare_metadata
@@ -14,6 +15,7 @@ from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from click.testing import CliRunner
 from sqlalchemy import Connection, inspect
+from sqlalchemy.engine import make_url
 
 from {{ cookiecutter.package_name }}.chassis.database import create_engine
 from {{ cookiecutter.package_name }}.cli import main
@@ -93,6 +95,39 @@ def test_migrate_says_plainly_when_the_database_is_unreachable() -> None:
     assert result.exit_code == 1
     assert "error: cannot reach the database to migrate" in result.output
     assert "Traceback" not in result.output
+
+
+def migrate_in_one_line(url: str) -> str:
+    """``migrate`` against ``url``: refused as a bad setting is (exit 2), in one line; returns it."""
+    env = {f"{ENV_PREFIX}_DATABASE_URL": url, f"{ENV_PREFIX}_LOGGING_LEVEL": "critical"}
+    result = CliRunner().invoke(main, ["migrate"], env=env)
+    assert result.exit_code == 2, result.output
+    assert result.output.startswith("error: cannot migrate: "), result.output
+    assert result.output.count("\n") == 1, result.output
+    return result.output
+
+
+def test_migrate_names_a_missing_database_and_the_command_that_creates_it(test_database_url: str) -> None:
+    server = make_url(test_database_url)
+    name = f"missing_{uuid.uuid4().hex[:12]}"  # never created
+    output = migrate_in_one_line(server.set(database=name).render_as_string(hide_password=False))
+    host, port = server.host or "localhost", server.port or 5432
+    assert f'database "{name}" does not exist on {host}:{port}' in output
+    user = f" -U {server.username}" if server.username else ""
+    assert f"`createdb -h {host} -p {port}{user} {name}`" in output
+    assert f"database.url ({ENV_PREFIX}_DATABASE_URL)" in output
+    assert not server.password or server.password not in output
+
+
+def test_migrate_names_the_setting_to_change_when_the_role_is_refused(test_database_url: str) -> None:
+    server = make_url(test_database_url)
+    role, password = f"no_role_{uuid.uuid4().hex[:12]}", f"not-the-password-{uuid.uuid4().hex}"
+    output = migrate_in_one_line(
+        server.set(username=role, password=password).render_as_string(hide_password=False)
+    )
+    assert f'PostgreSQL on {server.host or "localhost"}:{server.port or 5432} refused role "{role}"' in output
+    assert f"set the role and password in database.url ({ENV_PREFIX}_DATABASE_URL)" in output
+    assert password not in output
 
 
 def test_make_migration_writes_a_clean_migration_from_the_models(

@@ -2,7 +2,9 @@
 
 - ``start()`` opens the pool and connects, retrying with backoff while the database
   is not there yet (it may come up seconds after the service), until
-  ``resources.start_timeout`` gives up; each failed attempt is logged.
+  ``resources.start_timeout`` gives up; each failed attempt is logged.  A database that
+  does not exist, or a role the server refuses, fails the start at once
+  (``DatabaseSetupError``), in one line that says what to do: no retry would mend it.
 - ``stop()`` closes the pool.
 - Readiness runs ``SELECT 1`` (``database.ping``), bounded by the check's timeout,
   so the service leaves the load balancer while PostgreSQL is unreachable and
@@ -31,6 +33,7 @@ would do the same, but it refuses SQLAlchemy 2.1.)
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -50,7 +53,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import QueuePool
 from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_random_exponential
 
-from ..settings import DatabaseSettings
+from ..settings import DatabaseSettings, iter_specs
 from .lifecycle import Resource, ResourceCheck, ResourceUnavailableError
 from .logging import get_logger
 from .metrics import LATENCY_BUCKETS
@@ -61,6 +64,10 @@ DRIVER = "postgresql+asyncpg"
 # 08 connection exception, 53 insufficient resources, 57 operator intervention
 # (statement timeout, server shutting down or starting up).
 UNAVAILABLE_SQLSTATE_CLASSES = frozenset({"08", "53", "57"})
+# SQLSTATEs that no retry mends: the database does not exist (3D000); the server refuses
+# the role or its password, or has no pg_hba.conf entry for it (class 28).
+MISSING_DATABASE_SQLSTATE = "3D000"
+REFUSED_ROLE_SQLSTATE_CLASS = "28"
 FIRST_BACKOFF = 0.2
 MAX_BACKOFF = 5.0
 
@@ -71,6 +78,39 @@ class DatabaseUnavailableError(ResourceUnavailableError):
     """The database could not be reached, or did not answer in time."""
 
     resource = "database"
+
+
+class DatabaseSetupError(Exception):
+    """The database is not set up for the service: it does not exist, or refuses the role.
+
+    No retry mends it; the message (one line, never the password) says what to do.
+    """
+
+
+def setup_problem(error: BaseException, url: URL) -> str | None:
+    """What to do, in one line, when ``error`` says the database at ``url`` is missing or refuses the role."""
+    if not isinstance(error, DBAPIError):
+        return None
+    sqlstate = str(getattr(error.orig, "sqlstate", "") or "")
+    host, port = url.host or "localhost", url.port or 5432
+    server = f"{host}:{port}"
+    url_setting = next(spec for spec in iter_specs() if spec.key == "database.url")
+    setting = f"{url_setting.key} ({url_setting.env_var})"
+    if sqlstate == MISSING_DATABASE_SQLSTATE:
+        command = ["createdb", "-h", host, "-p", str(port)]
+        if url.username:
+            command += ["-U", url.username]
+        command.append(url.database or "")
+        return (
+            f'database "{url.database}" does not exist on {server}: create it with '
+            f"`{shlex.join(command)}`, or point {setting} at one that exists"
+        )
+    if sqlstate.startswith(REFUSED_ROLE_SQLSTATE_CLASS):
+        return (
+            f'PostgreSQL on {server} refused role "{url.username}" ({first_line(error).partition(": ")[2]}): '
+            f"set the role and password in {setting}"
+        )
+    return None
 
 
 def is_unavailable(error: BaseException) -> bool:
@@ -205,9 +245,15 @@ class Database(Resource):
             reraise=True,
         )
         # No attempt limit: resources.start_timeout bounds the whole start.
-        async for attempt in retrying:
-            with attempt:
-                await self.ping()
+        try:
+            async for attempt in retrying:
+                with attempt:
+                    await self.ping()
+        except DBAPIError as error:
+            problem = setup_problem(error, self._engine.url)
+            if problem is None:
+                raise
+            raise DatabaseSetupError(problem) from None
         url = self._engine.url
         log.info("database connected", host=url.host, port=url.port, database=url.database)
 
