@@ -13,7 +13,11 @@ from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepository
-from {{ cookiecutter.package_name }}.settings import HttpSettings, ManagementSettings, Settings
+from {{ cookiecutter.package_name }}.settings import (
+    HttpSettings,
+    ManagementSettings,
+    Settings,
+)
 
 from .apps import create_test_app
 
