@@ -21,7 +21,8 @@
    one line and generation goes on.
 
 Before all three, the files of a backing service that was not chosen (database, cache,
-broker) are removed (the chosen broker's module becomes ``chassis/broker.py``), and
+broker) are removed (the chosen broker's module becomes ``chassis/broker.py``, the chosen
+auth's ``api_access_<auth>.py`` becomes ``api_access.py``), and
 ``package_name`` is refused if it is the top-level module of a dependency the rendered
 ``pyproject.toml`` declares (``quart``, ``yaml``...): the
 package would shadow it.  Verification then checks it against every module actually
@@ -130,6 +131,8 @@ OIDC_FILES = [
     "src/{package}/chassis/caller.py",
     "src/{package}/chassis/signing_keys.py",
     "src/{package}/chassis/upstream_credentials.py",
+    "scripts/dev_identity_provider.py",
+    "settings.dev.yml",
     "tests/identity_provider.py",
     "tests/test_auth.py",
     "tests/test_upstream_credentials.py",

@@ -9,21 +9,25 @@ token.  This test checks what each got, and how often the service asked for the 
 from __future__ import annotations
 
 import json
+import os
+import re
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
 
-from helpers import DEFAULT_PACKAGE, clean_env, render
+from helpers import DEFAULT_PACKAGE, clean_env, free_port, render, wait_for_status
 
 pytestmark = pytest.mark.slow
 
 DRIVER = textwrap.dedent(
     """
     import json, os, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request, uuid
-    from tests.identity_provider import IdentityProvider, make_key, unsigned
+    from tests.identity_provider import IdentityProvider, make_key, unsigned  # scripts/ on PYTHONPATH
 
     def free_port():
         with socket.socket() as probe:
@@ -113,7 +117,7 @@ def test_the_running_service_takes_valid_tokens_only(project: Path) -> None:
     python = project / ".venv" / "bin" / "python"
     result = subprocess.run(
         [str(python), "-c", script], cwd=project, capture_output=True, text=True,
-        env=clean_env(), timeout=180, check=False,
+        env=clean_env(PYTHONPATH="scripts"), timeout=180, check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     results = json.loads(result.stdout.splitlines()[-1])
@@ -133,3 +137,56 @@ def test_the_running_service_takes_valid_tokens_only(project: Path) -> None:
     assert results["token in the log"] is False
     assert results["subject in the access log"] is True
     print(f"\n[figures] auth = oidc over HTTP: {json.dumps(results)}", file=sys.stderr)
+
+
+def quick_start_calls(readme: str) -> list[tuple[str, int]]:
+    """The curl lines of the README's Quick start, continuations joined, each with the status its comment names."""
+    block = readme.split("With the service running (`make run`)", 1)[1].split("```bash\n", 1)[1].split("```", 1)[0]
+    calls = []
+    for line in block.replace("\\\n", " ").splitlines():
+        command, _, comment = line.partition("   # ")
+        status = re.match(r"\s*(\d{3})\b", comment)
+        calls.append((" ".join(command.split()), int(status.group(1)) if status else 200))
+    return calls
+
+
+def test_the_quick_start_works_as_written(project: Path) -> None:
+    """`make run` (the identity provider for development beside the service), then each curl line of the
+    README's Quick start as written, its token from `make -s token`: each answers what its comment says.
+    Ctrl+C then stops the service and the identity provider both."""
+    readme = (project / "README.md").read_text(encoding="utf-8")
+    calls = quick_start_calls(readme)
+    assert [command.split()[0] for command, _ in calls] == ["curl"] * 4, calls
+    assert [status for _, status in calls] == [201, 200, 401, 200]
+    assert sum('-H "Authorization: Bearer $(make -s token)"' in command for command, _ in calls) == 2
+    port = free_port()
+    run = subprocess.Popen(
+        ["make", "--no-print-directory", "run", f"ARGS=--server-host 127.0.0.1 --server-port {port}"],
+        cwd=project, env=clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        start_new_session=True,  # its own process group, which Ctrl+C would reach
+    )
+    answers = []
+    try:
+        wait_for_status(run, f"http://127.0.0.1:{port}/health/ready", timeout=60)
+        for command, _ in calls:
+            local = command.replace("localhost:8000", f"127.0.0.1:{port}")
+            assert local != command
+            done = subprocess.run(
+                ["bash", "-c", f"{local} --silent --max-time 10 --output /dev/null --write-out '%{{http_code}}'"],
+                cwd=project, env=clean_env(), capture_output=True, text=True, timeout=60, check=False,
+            )
+            answers.append((command, done.stdout, done.stderr))
+    finally:
+        os.killpg(run.pid, signal.SIGINT)  # Ctrl+C
+        output = run.communicate(timeout=60)[0]
+    assert [answer for _, answer, _ in answers] == [str(status) for _, status in calls], answers
+    assert "identity provider for development: http://127.0.0.1:9400" in output
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(run.pid, 0)  # anything left of `make run`?
+        except ProcessLookupError:
+            break
+        time.sleep(0.1)
+    else:
+        raise AssertionError("Ctrl+C left a process of `make run` running")

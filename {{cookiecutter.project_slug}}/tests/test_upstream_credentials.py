@@ -86,6 +86,7 @@ async def test_client_credentials_fetch_a_token_once_and_keep_it(
     token = str(seen[0]).removeprefix("Bearer ")
     claims = jwt.decode(token, identity_provider.keys[0]).claims
     assert claims["sub"] == CLIENT_ID
+    assert claims["scope"] == "catalog:read", "the scope asked for"
 
     upstream.script = [401]  # the upstream no longer takes it (revoked): the next call fetches another
     assert (await client.get("/products/1")).status_code == 401
