@@ -46,7 +46,7 @@ LogLevel = Literal["debug", "info", "warning", "error", "critical"]
 LogFormat = Literal["json", "console"]
 EventLoop = Literal["auto", "asyncio", "uvloop"]
 # What a command's settings are for: serving the API (serve), the background work (worker),
-# or nothing (openapi, migrate, config show...), which needs no identity provider, say.
+# or nothing (openapi, config show...), which needs no identity provider, say.
 Serves = Literal["api", "worker", "nothing"]
 {%- if cookiecutter.auth == "oidc" %}
 UpstreamCredentials = Literal["none", "forward", "client_credentials"]
@@ -604,7 +604,7 @@ def check_across_sections(settings: Settings, serves: Serves = "api") -> None:
 
     Where tokens are verified (``serves`` the API), the identity provider and the audience
     are required; where upstreams are called (the API, the worker), their credentials.
-    Commands that serve nothing (``openapi``, ``migrate``, ``config show``...) need neither.
+    Commands that serve nothing (``openapi``, ``config show``...) need neither.
     {% endif %}"""
     port = settings.management.port
     if port is not None and port == settings.server.port:

@@ -134,8 +134,8 @@ def load_or_exit(
 ) -> LoadedSettings[Settings]:
     """Load the settings, or print one line naming the problem and exit with code 2.
 
-    ``serves``: what the command serves, whose settings it needs (``serve`` the API,
-    ``worker`` the background work, ``openapi`` or ``migrate`` nothing: no identity provider).
+    ``serves``: what the command serves, whose settings it needs (``serve`` the API, a
+    worker the background work, ``openapi`` nothing: no identity provider, say).
     """
     try:
         return load_settings(cli=flags, config_file=config_file, serves=serves)
