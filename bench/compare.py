@@ -93,11 +93,13 @@ def load_project_bench(project: Path) -> ModuleType:
 
 
 def install_uvicorn(python: str, project: Path) -> Path:
-    """uvicorn and httptools in a folder of their own (added to PYTHONPATH), installed once."""
+    """uvicorn and httptools in a folder of their own (added to PYTHONPATH), installed once, by the uv
+    beside this Python (the project's .venv, made by uv, has no pip) for the project's Python."""
     folder = project.parent / f".{project.name}-uvicorn"
     marker = folder / ("-".join(UVICORN_PACKAGES) + ".installed")
     if not marker.exists():
-        subprocess.run([python, "-m", "pip", "install", "--quiet", "--no-deps", "--upgrade", "--target",
+        uv = str(Path(sys.executable).with_name("uv"))
+        subprocess.run([uv, "pip", "install", "--quiet", "--no-deps", "--upgrade", "--python", python, "--target",
                         str(folder), *UVICORN_PACKAGES], check=True)
         marker.touch()
     return folder

@@ -383,7 +383,7 @@ def test_every_declared_dependency_is_named_by_the_module_it_installs() -> None:
         ({"package_name": "yaml"}, "yaml", "'pyyaml>=6.0'"),
         ({"package_name": "opentelemetry"}, "opentelemetry", "'opentelemetry-api>=1.27'"),
         ({"package_name": "pytest_asyncio"}, "pytest_asyncio", "'pytest-asyncio>=1.4'"),
-        ({"package_name": "uv_build"}, "uv_build", "'uv_build>=0.13.9,<0.14'"),
+        ({"package_name": "uv_build"}, "uv_build", "'uv_build>=0.13,<0.14'"),
         ({"package_name": "redis", "cache": "redis"}, "redis", "'redis>=5.0.1'"),
     ],
 )

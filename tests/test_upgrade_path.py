@@ -211,16 +211,16 @@ def test_make_upgrade_moves_pins_to_the_newest_and_runs_the_tests(project: Path)
     # (uv keeps a locked version it is not asked to move).
     pyproject = project / "pyproject.toml"
     original = pyproject.read_text(encoding="utf-8")
-    edit(pyproject, "[tool.uv]\n", '[tool.uv]\nconstraint-dependencies = ["click==8.1.8"]\n')
+    edit(pyproject, "[tool.uv]\n", '[tool.uv]\nconstraint-dependencies = ["click==8.2.0"]\n')
     assert run(project, "make", "lock").returncode == 0
     pyproject.write_text(original, encoding="utf-8")
     assert run(project, "make", "lock").returncode == 0
-    assert locked_version(project, "click") == "8.1.8"
+    assert locked_version(project, "click") == "8.2.0"
 
     result = run(project, "make", "upgrade", "ARGS=-q -p no:cacheprovider")
 
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr
-    assert f"Updated click v8.1.8 -> v{newest}" in result.stderr, result.stderr
+    assert f"Updated click v8.2.0 -> v{newest}" in result.stderr, result.stderr
     assert re.search(r"\d+ passed", result.stdout), result.stdout[-2000:]
     assert locked_version(project, "click") == newest
     check = run(project, str(project / ".venv" / "bin" / "uv"), "lock", "--check", "--offline")
