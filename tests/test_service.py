@@ -104,6 +104,10 @@ def test_generation_locked_installed_and_tested(generated: Render, project: Path
         assert files and all(file["hash"].startswith("sha256:") for file in files), package["name"]
     assert "verified in" in generated.stdout
     assert (project / ".venv" / ".installed").is_file()
+    # The README's "Try it" says what the default project's verification prints: kept true here.
+    counts = re.search(r"tested: (\d+ passed)[;,]", generated.stdout)
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert counts and f"(`{counts.group(1)}` for the default project)" in readme, counts
 
 
 def exported(project: Path, *args: str) -> str:
