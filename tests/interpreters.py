@@ -33,7 +33,8 @@ FROM_DEBIAN = ("3.14", "3.15")
 
 CACHE = Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "pychassis" / "pythons"
 SID_ROOT = CACHE / "sid"
-SID_PACKAGES = "python3.14,python3.14-venv,python3.15,python3.15-venv,ca-certificates,make"
+# What a user's machine has besides Python: git (a generated project is a checkout) and make.
+SID_PACKAGES = "python3.14,python3.14-venv,python3.15,python3.15-venv,ca-certificates,make,git"
 # Where the work folder appears inside the root file system.
 WORK_IN_ROOT = "/pychassis"
 HOST_FILES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/resolv.conf", "/etc/hosts")
@@ -73,9 +74,9 @@ class Interpreter:
         """The command line and environment that run ``argv`` with this interpreter's system."""
         if self.root is None:
             return argv, clean_env(**(env or {}))
-        # uv trusts its own CA list unless told; the host's (the proxy's CA in it) is copied in.
-        inner_env = {"PATH": ROOT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "SSL_CERT_FILE": HOST_FILES[0],
-                     **(env or {})}
+        # uv trusts its own CA list unless told to use the system's, where the host's (the proxy's CA
+        # in it) is copied in; only uv reads this switch.
+        inner_env = {"PATH": ROOT_PATH, "HOME": "/root", "LANG": "C.UTF-8", "UV_SYSTEM_CERTS": "1", **(env or {})}
         assignments = [f"{name}={value}" for name, value in inner_env.items()]
         command = ["unshare", "--mount", "--propagation", "private", "--", "sh", "-c", ENTER_ROOT, "sh",
                    str(self.root), str(self.work), "env", "-i", *assignments, *argv]
@@ -143,7 +144,8 @@ def sid_root() -> Path:
     CACHE.mkdir(parents=True, exist_ok=True)
     with (CACHE / ".lock").open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # several test processes may ask at once
-        if not all((SID_ROOT / "usr" / "bin" / f"python{version}").exists() for version in FROM_DEBIAN):
+        wanted = [f"python{version}" for version in FROM_DEBIAN] + ["git"]
+        if not all((SID_ROOT / "usr" / "bin" / program).exists() for program in wanted):
             make_sid_root()
     for name in HOST_FILES:
         shutil.copyfile(name, SID_ROOT / name.lstrip("/"))
