@@ -10,12 +10,14 @@ import hashlib
 import hmac
 import io
 import json
+import logging
 import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import structlog
 from click.testing import CliRunner
 from joserfc.jwk import RSAKey
 from quart import Blueprint
@@ -265,8 +267,11 @@ SERVING_NOTHING = {"openapi": [], "config": ["show"], "asyncapi": [], "migrate":
 
 
 @pytest.fixture
-def no_identity_provider(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
-    """No auth setting anywhere; ``serve`` and ``worker`` record their settings instead of serving."""
+def no_identity_provider(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[Settings]]:
+    """No auth setting anywhere; ``serve`` and ``worker`` record their settings instead of serving.
+
+    The commands configure logging into the runner's output: it is reset after, as capture_logs
+    does, so later tests' logs reach their own stdout."""
     monkeypatch.delenv(f"{ENV_PREFIX}_AUTH_ISSUER")
     monkeypatch.delenv(f"{ENV_PREFIX}_AUTH_AUDIENCE")
     served: list[Settings] = []
@@ -276,7 +281,9 @@ def no_identity_provider(monkeypatch: pytest.MonkeyPatch) -> list[Settings]:
         return 0
 
     monkeypatch.setattr(server, "serve", fake_serve)
-    return served
+    yield served
+    structlog.reset_defaults()
+    logging.getLogger().handlers.clear()
 
 
 @pytest.mark.parametrize("command", [name for name in SERVING_NOTHING if name in cli.main.commands])
