@@ -9,8 +9,10 @@ run it beside a deployed service: it gives a token for any scope to whoever asks
     python scripts/dev_identity_provider.py token --scopes "items:read items:write"   # make token
 
 ``make run`` and ``make dev`` start it too, and the service trusts it through
-``settings.dev.yml`` (its issuer, and ``AUDIENCE``).  The tests start one of their own on a
-free port (``tests/identity_provider.py``).
+``settings.dev.yml`` (its issuer, and ``AUDIENCE``).  ``docker compose`` runs it in a container
+of its own (``serve --host 0.0.0.0 --issuer http://identity-provider:9400``: the name the
+service reaches it by), its port published on this machine's loopback, so ``make token`` works
+the same.  The tests start one of their own on a free port (``tests/identity_provider.py``).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import base64
 import dataclasses
 import json
+import signal
 import sys
 import threading
 import time
@@ -104,10 +107,13 @@ class IdentityProvider:
         """An ``Authorization`` header with a token granting every scope."""
         return {"Authorization": f"Bearer {self.token()}"}
 
-    def start(self, port: int = 0) -> IdentityProvider:
-        """Serve on 127.0.0.1:``port`` (0: a free one) from a thread; raises ``OSError`` if it is taken."""
-        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
-        self.issuer = f"http://127.0.0.1:{self._server.server_address[1]}"
+    def start(self, port: int = 0, *, host: str = "127.0.0.1", issuer: str | None = None) -> IdentityProvider:
+        """Serve on ``host``:``port`` (0: a free one) from a thread; raises ``OSError`` if it is taken.
+
+        ``issuer`` is the URL its clients reach it by (default: ``http://<host>:<port>``).
+        """
+        self._server = ThreadingHTTPServer((host, port), _handler_for(self))
+        self.issuer = issuer or f"http://{host}:{self._server.server_address[1]}"
         self._server.daemon_threads = True
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
         return self
@@ -187,6 +193,8 @@ def main(argv: list[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="serve on 127.0.0.1 until Ctrl+C")
     serve.add_argument("--port", type=int, default=DEV_PORT)
+    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    serve.add_argument("--issuer", help="the URL the service reaches it by (default: http://<host>:<port>)")
     token = commands.add_parser("token", help="print a token from the identity provider serving")
     token.add_argument("--port", type=int, default=DEV_PORT)
     token.add_argument("--scopes", default=ALL_SCOPES, help="space-separated (default: %(default)s)")
@@ -202,16 +210,23 @@ def main(argv: list[str] | None = None) -> int:
             )
             return 1
         return 0
+    return serve_until_stopped(arguments.host, arguments.port, arguments.issuer)
+
+
+def serve_until_stopped(host: str, port: int, issuer: str | None) -> int:
+    """Serve until Ctrl+C or SIGTERM (how a container is stopped; PID 1 has no default handler)."""
     try:
-        provider = IdentityProvider().start(arguments.port)
+        provider = IdentityProvider().start(port, host=host, issuer=issuer)
     except OSError as error:
-        print(f"error: cannot listen on 127.0.0.1:{arguments.port}: {error.strerror}", file=sys.stderr)
+        print(f"error: cannot listen on {host}:{port}: {error.strerror}", file=sys.stderr)
         return 1
+    stopped = threading.Event()
+    for stop_signal in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(stop_signal, lambda *_: stopped.set())
     print(f"identity provider for development: {provider.issuer} (audience {AUDIENCE}); Ctrl+C stops it")
-    try:
-        threading.Event().wait()
-    except KeyboardInterrupt:
-        provider.stop()
+    sys.stdout.flush()  # before waiting: a container's log shows it at once
+    stopped.wait()
+    provider.stop()
     return 0
 
 
