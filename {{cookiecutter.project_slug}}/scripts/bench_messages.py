@@ -247,6 +247,7 @@ async def chassis_round(settings: BrokerSettings, workload: Workload) -> Figures
         None,
         inbox=MemoryInbox(),
         retries=RetryPolicy(settings.max_deliveries, settings.retry_delay),
+        max_message_size=settings.max_message_size,
         metrics=metrics,
         tracing=tracing,
     )

@@ -32,6 +32,7 @@ from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepositor
 from {{ cookiecutter.package_name }}.settings import TracingSettings
 
 MAX_DELIVERIES = 3
+MAX_MESSAGE_SIZE = 4096
 
 
 class Greeting(BaseModel):
@@ -101,6 +102,7 @@ def make_runner(
         services=None,
         inbox=FakeInbox(),
         retries=RetryPolicy(MAX_DELIVERIES, first_delay=0.5),
+        max_message_size=MAX_MESSAGE_SIZE,
         metrics=MessageMetrics(registry),
         tracing=Tracing(TracingSettings(), service="test", version="0"),
     )
@@ -190,6 +192,25 @@ async def test_a_message_that_can_never_succeed_is_dead_lettered_at_once(
     assert delivery.outcome == "dead_letter"
     assert delivery.reason is not None
     assert delivery.reason.startswith(reason)
+
+
+async def test_a_message_larger_than_the_limit_is_dead_lettered_unread(registry: CollectorRegistry) -> None:
+    greeted: list[str] = []
+
+    async def greet(data: Greeting, _services: Any) -> None:
+        greeted.append(data.name)
+
+    runner, _ = make_runner(greet, registry)
+    at_the_limit = command({"name": "Ada"}).replace(b'"Ada"', b'"Ada' + b" " * 4096 + b'"')
+    at_the_limit = at_the_limit.replace(b" " * (len(at_the_limit) - MAX_MESSAGE_SIZE), b"", 1)
+    assert len(at_the_limit) == MAX_MESSAGE_SIZE
+    fits, too_large = FakeDelivery(at_the_limit), FakeDelivery(at_the_limit + b" ")
+    await runner.handle(fits)
+    await runner.handle(too_large)
+    assert fits.outcome == "ack" and len(greeted) == 1
+    assert too_large.outcome == "dead_letter"
+    assert too_large.reason == f"too large: {MAX_MESSAGE_SIZE + 1} bytes, more than broker.max_message_size (4096)"
+    assert consumed(registry, "dead_lettered", consumer="<unknown>") == 1
 
 
 async def test_a_rejected_command_is_dead_lettered_without_retries(registry: CollectorRegistry) -> None:

@@ -114,7 +114,9 @@ async def test_a_command_creates_an_item_once_however_often_it_is_delivered(
         (b"not a CloudEvent", "not a CloudEvent: the body is not JSON"),
         (CloudEvent(type="items.create", source="/t", data={"name": ""}).to_json(), "invalid data: name:"),
         (CloudEvent(type="items.explode", source="/t", data={}).to_json(), "no consumer handles the type"),
+        (b"[" * (BrokerSettings().max_message_size + 1), "too large: 262145 bytes"),
     ],
+    ids=["not-json", "invalid-data", "unknown-type", "too-large"],
 )
 async def test_a_poison_message_is_dead_lettered_with_its_reason(
     broker_app: Quart, probe: BrokerProbe, body: bytes, reason: str
@@ -162,6 +164,7 @@ async def test_a_failing_handler_is_delivered_max_deliveries_times_then_dead_let
         None,
         inbox=_NoInbox(),
         retries=RetryPolicy(broker_settings.max_deliveries, broker_settings.retry_delay),
+        max_message_size=broker_settings.max_message_size,
         metrics=MessageMetrics(CollectorRegistry()),
         tracing=Tracing(TracingSettings(), service="test", version="0"),
     )

@@ -62,6 +62,7 @@ async def test_a_command_handled_longer_than_the_ack_wait_is_kept_alive_not_deli
         None,
         inbox=_NoInbox(),  # a delivery again would run the handler again
         retries=RetryPolicy(broker_settings.max_deliveries, broker_settings.retry_delay),
+        max_message_size=broker_settings.max_message_size,
         metrics=metrics,
         tracing=tracing,
     )

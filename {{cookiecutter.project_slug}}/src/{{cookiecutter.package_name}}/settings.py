@@ -519,6 +519,13 @@ class BrokerSettings:
     prefetch: int = setting(
         default=16, help="Messages each process handles at once.", minimum=1, maximum=10_000
     )
+    max_message_size: int = setting(
+        default=262_144,
+        help="Largest command accepted, in bytes: a larger one is dead-lettered unread (the broker's own "
+        "limit bounds what reaches the process).",
+        minimum=1024,
+        maximum=64 * 1024 * 1024,
+    )
     max_deliveries: int = setting(
         default=5,
         help="Deliveries of a message whose handling fails before it is dead-lettered.",

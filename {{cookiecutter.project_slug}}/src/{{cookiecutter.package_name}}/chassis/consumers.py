@@ -4,8 +4,8 @@ A ``Consumer`` declares the command it handles (a CloudEvents ``type``), the mod
 command's ``data`` and the handler.  For each message the broker delivers, the runner:
 
 1. parses the CloudEvent, finds the consumer of its type and validates its data; a
-   message that fails any of these can never succeed, so it is dead-lettered at once,
-   with the reason logged;
+   message that fails any of these, or is larger than ``broker.max_message_size`` (never
+   parsed then), can never succeed, so it is dead-lettered at once, with the reason logged;
 2. acknowledges, without running the handler again, an event this consumer has handled
    already (the inbox remembers handled event ids: a redelivery is not a new command);
 3. runs the handler in a consumer span (a child of the publisher's, through the message's
@@ -130,6 +130,7 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
         *,
         inbox: Inbox,
         retries: RetryPolicy,
+        max_message_size: int,
         metrics: MessageMetrics,
         tracing: Tracing,
     ) -> None:
@@ -140,6 +141,7 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
         self._services = services
         self._inbox = inbox
         self._retries = retries
+        self._max_message_size = max_message_size
         self._metrics = metrics
         self._tracing = tracing
         self._in_flight = 0
@@ -203,6 +205,11 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
 
     async def _handle(self, delivery: Delivery, span: trace.Span) -> tuple[str, str, dict[str, Any]]:
         """Handle ``delivery``; returns the consumer's name, the outcome and what to log."""
+        if len(delivery.body) > self._max_message_size:
+            limit = self._max_message_size
+            reason = f"too large: {len(delivery.body)} bytes, more than broker.max_message_size ({limit})"
+            await delivery.dead_letter(reason)
+            return UNKNOWN, "dead_lettered", {"reason": reason}
         try:
             event = parse_event(delivery.body, delivery.headers)
         except InvalidEventError as error:

@@ -98,6 +98,7 @@ class Messaging:
                 inbox=MemoryInbox(),
 {%- endif %}
                 retries=RetryPolicy(self._settings.max_deliveries, self._settings.retry_delay),
+                max_message_size=self._settings.max_message_size,
                 metrics=self._metrics,
                 tracing=self._tracing,
             )
