@@ -533,7 +533,10 @@ def test_a_missing_secret_file_stops_the_service_naming_the_setting_and_the_file
         capture_output=True, text=True, timeout=60, check=False,
     )
     assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: setting database.url: the file {missing} named by {PREFIX}_DATABASE_URL_FILE cannot be read "
-        "(No such file or directory)"
-    ]
+    (line,) = result.stderr.strip().splitlines()  # the service's logs are JSON: so is the line that stops it
+    record = json.loads(line)
+    assert (record["level"], record["event"]) == (
+        "error",
+        f"setting database.url: the file {missing} named by {PREFIX}_DATABASE_URL_FILE cannot be read "
+        "(No such file or directory)",
+    )

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import datetime
+import json
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -9,7 +11,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from {{ cookiecutter.package_name }} import cli
+from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME, __version__, cli
 from {{ cookiecutter.package_name }}.chassis import server
 from {{ cookiecutter.package_name }}.settings import ENV_PREFIX as PREFIX
 from {{ cookiecutter.package_name }}.settings import Settings, iter_specs
@@ -27,6 +29,7 @@ def test_config_check_accepts_defaults(runner: CliRunner) -> None:
 
 
 def test_bad_setting_exits_2_with_one_line(runner: CliRunner) -> None:
+    """``config check`` answers a person (or CI): a plain line, whatever the logs' format."""
     result = runner.invoke(cli.main, ["config", "check"], env={f"{PREFIX}_SERVER_PORT": "99999"})
     assert result.exit_code == 2
     assert result.stderr.splitlines() == [
@@ -34,6 +37,52 @@ def test_bad_setting_exits_2_with_one_line(runner: CliRunner) -> None:
         "expected an integer from 1 to 65535"
     ]
     assert "Traceback" not in result.output
+
+
+def test_bad_setting_stops_the_service_with_one_json_log_line(runner: CliRunner) -> None:
+    """Where the logs are JSON (the default: a collector reads them), so is the line that stops it."""
+    result = runner.invoke(cli.main, ["serve"], env={f"{PREFIX}_SERVER_PORT": "99999"})
+    assert result.exit_code == 2
+    lines = result.stderr.splitlines()
+    assert len(lines) == 1, result.stderr
+    record = json.loads(lines[0])
+    timestamp = datetime.datetime.fromisoformat(record.pop("timestamp"))
+    assert timestamp.utcoffset() == datetime.timedelta(0)
+    assert record == {
+        "event": f"invalid setting server.port = '99999' (from environment variable {PREFIX}_SERVER_PORT): "
+        "expected an integer from 1 to 65535",
+        "level": "error",
+        "logger": "{{ cookiecutter.package_name }}.chassis.commands",
+        "service": DISTRIBUTION_NAME,
+        "version": __version__,
+    }
+    assert result.stdout == ""
+
+
+@pytest.mark.parametrize("console_by", ["flag", "environment", "settings file"])
+def test_bad_setting_stops_the_service_with_one_plain_line_for_a_console(
+    runner: CliRunner, isolated_environment: Path, console_by: str
+) -> None:
+    args, env = ["serve", "--server-port", "99999"], {}
+    if console_by == "flag":
+        args.append("--logging-format=console")
+    elif console_by == "environment":
+        env[f"{PREFIX}_LOGGING_FORMAT"] = "console"
+    else:
+        (isolated_environment / "settings.yml").write_text("logging:\n  format: console\n", encoding="utf-8")
+    result = runner.invoke(cli.main, args, env=env)
+    assert result.exit_code == 2
+    assert result.stderr.splitlines() == [
+        "error: invalid setting server.port = '99999' (from --server-port): "
+        "expected an integer from 1 to 65535"
+    ]
+
+
+def test_a_bad_logging_format_is_reported_in_the_default_one(runner: CliRunner) -> None:
+    result = runner.invoke(cli.main, ["serve"], env={f"{PREFIX}_LOGGING_FORMAT": "xml"})
+    assert result.exit_code == 2
+    (line,) = result.stderr.splitlines()
+    assert json.loads(line)["event"].startswith("invalid setting logging.format = 'xml'")
 
 
 def test_missing_config_file_exits_2(runner: CliRunner, tmp_path: Path) -> None:

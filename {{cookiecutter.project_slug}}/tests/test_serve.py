@@ -233,9 +233,12 @@ def test_the_management_port_must_differ_from_the_api_s(service_env: dict[str, s
     env = {**service_env, f"{PREFIX}_SERVER_PORT": "8123", f"{PREFIX}_MANAGEMENT_PORT": "8123"}
     result = subprocess.run(SERVICE_COMMAND, env=env, capture_output=True, text=True, timeout=30, check=False)
     assert result.returncode == 2
-    assert result.stderr.splitlines() == [
-        "error: invalid setting management.port = 8123: expected a port other than server.port"
-    ]
+    (line,) = result.stderr.splitlines()  # one log line, JSON as the others would be
+    record = json.loads(line)
+    assert (record["level"], record["event"]) == (
+        "error",
+        "invalid setting management.port = 8123: expected a port other than server.port",
+    )
 
 
 def test_a_worker_listens_on_the_management_port_alone_when_there_is_one() -> None:

@@ -49,7 +49,7 @@ def main() -> None:
 @settings_options
 def serve_command(config_file: Path | None, **flags: Any) -> None:
     """Start the HTTP server and serve until SIGTERM or SIGINT."""
-    loaded = load_or_exit(config_file, flags)
+    loaded = load_or_exit(config_file, flags, logs=True)
     configure_logging(loaded.settings.logging, service=DISTRIBUTION_NAME, version=__version__)
     serve_or_exit(build_app, loaded.settings)
 

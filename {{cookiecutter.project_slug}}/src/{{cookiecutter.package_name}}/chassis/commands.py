@@ -16,8 +16,18 @@ from typing import Any
 
 import click
 
-from ..settings import CONFIG_ENV_VAR, Serves, Settings, iter_specs, load_settings
-from .config import LoadedSettings, SettingsError
+from .. import DISTRIBUTION_NAME, __version__
+from ..settings import (
+    CONFIG_ENV_VAR,
+    ENV_PREFIX,
+    LoggingSettings,
+    Serves,
+    Settings,
+    iter_specs,
+    load_settings,
+)
+from .config import LoadedSettings, SettingsError, resolve_setting
+from .logging import json_error_line
 
 DEFAULT_COMMAND = "serve"
 # Exit code for bad configuration (the same code click uses for usage errors).
@@ -130,15 +140,33 @@ def settings_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 def load_or_exit(
-    config_file: Path | None, flags: dict[str, Any], *, serves: Serves = "api"
+    config_file: Path | None, flags: dict[str, Any], *, serves: Serves = "api", logs: bool = False
 ) -> LoadedSettings[Settings]:
-    """Load the settings, or print one line naming the problem and exit with code 2.
+    """Load the settings, or write one line naming the problem on stderr and exit with code 2.
 
     ``serves``: what the command serves, whose settings it needs (``serve`` the API, a
     worker the background work, ``openapi`` nothing: no identity provider, say).
+    ``logs``: the command runs the service and writes logs (``serve``, ``worker``, ``migrate``).
+    The line is then a log line, JSON when the logs would be (a collector reads a pod's logs
+    as JSON, its last line too); else, and for the commands a person reads, ``error: ...``.
     """
     try:
         return load_settings(cli=flags, config_file=config_file, serves=serves)
     except SettingsError as error:
-        click.echo(f"error: {error}", err=True)
+        if logs and _log_format(config_file, flags) == "json":
+            line = json_error_line(
+                str(error), logger=__name__, service=DISTRIBUTION_NAME, version=__version__
+            )
+        else:
+            line = f"error: {error}"
+        click.echo(line, err=True)
         sys.exit(EXIT_BAD_CONFIG)
+
+
+def _log_format(config_file: Path | None, flags: dict[str, Any]) -> str:
+    """The logging format the settings ask for, read alone; its default when it is what is wrong."""
+    try:
+        value = resolve_setting(Settings, ENV_PREFIX, "logging.format", cli=flags, config_file=config_file)
+    except SettingsError:
+        value = LoggingSettings().format
+    return str(value)

@@ -327,6 +327,32 @@ def load_settings(
     return LoadedSettings(settings=settings, specs=specs, sources=sources, config_file=path)
 
 
+def resolve_setting(
+    root: type[Any],
+    env_prefix: str,
+    key: str,
+    *,
+    cli: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+    config_file: Path | str | None = None,
+) -> Any:
+    """The value of the one setting ``key``, from the sources ``load_settings`` reads, in its order.
+
+    For when the settings as a whole do not load: how to report that may depend on one of them
+    (the logging format).  The settings file is read only when neither a flag nor the environment
+    gives the setting.  Raises ``SettingsError`` when this setting, or the file, is what is wrong.
+    """
+    cli = cli or {}
+    environ = os.environ if environ is None else environ
+    spec = next(spec for spec in iter_specs(root, env_prefix) if spec.key == key)
+    path: Path | None = None
+    file_values: dict[str, Any] = {}
+    given = cli.get(spec.param_name) is not None or spec.env_var in environ or spec.file_env_var in environ
+    if not given:
+        path, file_values = _read_config_file(config_file, environ, config_env_var(env_prefix))
+    return _resolve(spec, cli, environ, file_values, path)[0]
+
+
 def _build_section(section_type: type[Any], values: Mapping[str, Any], path: str) -> Any:
     """An instance of ``section_type`` (and the sections nested in it) from values by key."""
     hints = get_type_hints(section_type)

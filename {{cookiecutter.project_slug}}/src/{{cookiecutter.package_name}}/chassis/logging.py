@@ -21,7 +21,7 @@ import sys
 import time
 from contextvars import ContextVar
 from json.encoder import encode_basestring as _quote  # JSON string literal, non-ASCII kept
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, cast
 
 import structlog
 from structlog.typing import EventDict, Processor, WrappedLogger
@@ -108,23 +108,37 @@ def note_caller(subject: str, client_id: str | None) -> None:
 {%- endif %}
 
 
-def configure_logging(settings: LoggingSettings, *, service: str, version: str) -> None:
-    """Route structlog and the standard library's logging to stdout in the chosen format."""
-    level = logging.getLevelNamesMapping()[settings.level.upper()]
-    stream = sys.stdout  # every logger writes here, whatever replaces sys.stdout later
+def _shared_processors(service: str, version: str) -> list[Processor]:
+    """What makes every line's fields, in either format: ids, logger, level, timestamp, service."""
 
     def add_service(_: WrappedLogger, __: str, event: EventDict) -> EventDict:
         event["service"] = service
         event["version"] = version
         return event
 
-    shared: list[Processor] = [
+    return [
         _add_request_fields,
         _rename_logger_name,
         structlog.processors.add_log_level,
         structlog.processors.TimeStamper(fmt="iso", utc=True, key="timestamp"),
         add_service,
     ]
+
+
+def json_error_line(event: str, *, logger: str, service: str, version: str) -> str:
+    """One ``error`` line as the ``json`` format writes it, for a process whose logging cannot be
+    configured: the bad setting that stops it.  Its logs stay all JSON, its last line included."""
+    fields: Any = {"event": event, "logger_name": logger}
+    for processor in _shared_processors(service, version):
+        fields = processor(None, "error", fields)
+    return cast(str, structlog.processors.JSONRenderer()(None, "error", fields))  # json.dumps makes str
+
+
+def configure_logging(settings: LoggingSettings, *, service: str, version: str) -> None:
+    """Route structlog and the standard library's logging to stdout in the chosen format."""
+    level = logging.getLevelNamesMapping()[settings.level.upper()]
+    stream = sys.stdout  # every logger writes here, whatever replaces sys.stdout later
+    shared = _shared_processors(service, version)
     final: list[Processor]
     if settings.format == "console":
         final = [structlog.dev.ConsoleRenderer(colors=sys.stdout.isatty())]

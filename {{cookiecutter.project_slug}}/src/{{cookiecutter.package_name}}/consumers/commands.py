@@ -42,7 +42,7 @@ def worker_command(config_file: Path | None, **flags: Any) -> None:
 
     They are served on management.port when it is set, else on server.port.
     """
-    loaded = load_or_exit(config_file, flags, serves="worker")
+    loaded = load_or_exit(config_file, flags, serves="worker", logs=True)
     consuming = dataclasses.replace(loaded.settings.broker, consume=True)
     settings = dataclasses.replace(loaded.settings, broker=consuming)
     configure_logging(settings.logging, service=DISTRIBUTION_NAME, version=__version__)

@@ -22,7 +22,7 @@ from ..chassis.logging import configure_logging
 @settings_options
 def migrate_command(config_file: Path | None, sql: bool, **flags: Any) -> None:
     """Upgrade the database to the latest migration; run it before a new version serves."""
-    loaded = load_or_exit(config_file, flags, serves="nothing")
+    loaded = load_or_exit(config_file, flags, serves="nothing", logs=True)
     configure_logging(loaded.settings.logging, service=DISTRIBUTION_NAME, version=__version__)
     # Imported here: only this command needs Alembic, and the entrypoint starts faster without it.
     from ..chassis.database import database_url, first_line, is_unavailable, setup_problem
