@@ -36,7 +36,10 @@ VARIANTS = {
     "rabbitmq": {"database": "postgresql", "broker": "rabbitmq"},
     "nats": {"broker": "nats"},
 }
-WORKER_ARGS = ["worker", "--config", "/etc/service/settings.yml"]
+WORKER_ARGS = ["worker"]
+# Every container of the service names its settings file by this variable (not by --config), so
+# that every process in it reads the file: the image's HEALTHCHECK, kubectl exec ... config show.
+CONFIG_ENV = {"name": "MY_SERVICE_CONFIG", "value": "/etc/service/settings.yml"}
 
 
 @pytest.fixture(scope="module", params=list(VARIANTS))
@@ -138,7 +141,8 @@ def test_the_deployment_probes_secures_and_configures_the_pod(chart: Path) -> No
     assert {"requests", "limits"} <= set(container["resources"])
     mounts = {mount["name"]: mount["mountPath"] for mount in container["volumeMounts"]}
     assert mounts == {"settings": "/etc/service", "tmp": "/tmp"}
-    assert container["args"] == ["serve", "--config", "/etc/service/settings.yml"]
+    assert container["args"] == ["serve"]
+    assert container["env"] == [CONFIG_ENV]
     volumes = {volume["name"]: volume for volume in pod["volumes"]}
     assert volumes["settings"]["configMap"]["name"] == FULLNAME
     assert "emptyDir" in volumes["tmp"]
@@ -148,6 +152,60 @@ def test_the_deployment_probes_secures_and_configures_the_pod(chart: Path) -> No
     settings = yaml.safe_load(of_kind(documents, "ConfigMap")[0]["data"]["settings.yml"])
     assert settings["server"]["port"] == container["ports"][0]["containerPort"]
     assert settings["shutdown"] == {"delay": 5, "grace_period": 25}
+
+
+def test_the_pods_memory_follows_the_workers_unless_given(chart: Path) -> None:
+    """Each worker is a process: memory.baseMiB + memory.perWorkerMiB per server.workers, as request and limit."""
+    values = yaml.safe_load((chart / "values.yaml").read_text(encoding="utf-8"))
+    base, per_worker = values["memory"]["baseMiB"], values["memory"]["perWorkerMiB"]
+    with_worker = broker_of(chart) != "none"
+    with_database = "database" in variants(chart)
+
+    def memory(extra: dict[str, Any]) -> dict[str, dict[str, str]]:
+        """Each container's memory request and limit, by the name of its Deployment or Job."""
+        values = {**extra, **({"worker": {"enabled": True}} if with_worker else {})}
+        if with_database:
+            values["migrations"] = {"enabled": True}
+        documents = [*of_kind(manifests(chart, values), "Deployment"), *of_kind(manifests(chart, values), "Job")]
+        return {
+            document["metadata"]["name"]: {
+                kind: document["spec"]["template"]["spec"]["containers"][0]["resources"][kind].get("memory")
+                for kind in ("requests", "limits")
+            }
+            for document in documents
+        }
+
+    for workers in (None, 1, 2, 4):
+        found = memory({"settings": {"server": {"workers": workers}}} if workers else {})
+        expected = f"{base + per_worker * (workers or 1)}Mi"
+        assert found.pop(FULLNAME) == {"requests": expected, "limits": expected}, workers
+        if with_worker:
+            assert found.pop(f"{FULLNAME}-worker") == {"requests": expected, "limits": expected}, workers
+        if with_database:  # migrate is one process, whatever server.workers says
+            single = f"{base + per_worker}Mi"
+            assert found.pop(f"{FULLNAME}-migrate") == {"requests": single, "limits": single}, workers
+        assert found == {}
+    assert (base, per_worker) == (128, 96), "values.yaml's comment gives the measurements behind these"
+    # Memory the values give is theirs, as Kubernetes reads it (a limit alone is the request too).
+    given = memory({"settings": {"server": {"workers": 4}}, "resources": {"limits": {"memory": "1Gi"}}})
+    assert given[FULLNAME] == {"requests": None, "limits": "1Gi"}
+    if with_worker:
+        assert given[f"{FULLNAME}-worker"] == {"requests": "512Mi", "limits": "512Mi"}, "the worker's own resources"
+    for bad, complaint in (
+        ({"settings": {"server": {"workers": "two"}}}, "workers"),
+        ({"settings": {"server": {"workers": 0}}}, "workers"),
+        ({"memory": {"baseMiB": 128, "perWorkerMiB": 0}}, "perWorkerMiB"),
+    ):
+        with pytest.raises(helm.HelmError, match=complaint):
+            helm.Chart.load(chart).render(bad, name=RELEASE, namespace="prod")
+
+
+def test_the_chart_knows_the_service_s_environment_prefix(chart: Path) -> None:
+    """What the pods name the settings file by is the variable the service reads (its settings.py's prefix)."""
+    metadata = yaml.safe_load((chart / "Chart.yaml").read_text(encoding="utf-8"))
+    settings_module = (chart.parents[1] / "src" / DEFAULT_SLUG.replace("-", "_") / "settings.py").read_text(encoding="utf-8")
+    assert f'ENV_PREFIX = "{metadata["annotations"]["settingsEnvPrefix"]}"' in settings_module
+    assert CONFIG_ENV["name"] == f'{metadata["annotations"]["settingsEnvPrefix"]}_CONFIG'
 
 
 def test_changed_settings_roll_the_pods(chart: Path) -> None:
@@ -193,7 +251,7 @@ def test_variants_add_what_they_say(chart: Path) -> None:
     assert of_kind(found["ingress"], "Ingress")[0]["spec"]["rules"][0]["host"] == "api.example.com"
     container = of_kind(found["existingsecret"], "Deployment")[0]["spec"]["template"]["spec"]["containers"][0]
     assert container["envFrom"] == [{"secretRef": {"name": "my-service-secrets"}}]
-    assert container["env"][0]["name"] == "EXTRA_TOKEN"
+    assert [variable["name"] for variable in container["env"]] == [CONFIG_ENV["name"], "EXTRA_TOKEN"]
     configmap = of_kind(found["existingsecret"], "ConfigMap")[0]["data"]["settings.yml"]
     assert "my-service-secrets" not in configmap and "token" not in configmap, "no secret in the ConfigMap"
     secret = of_kind(found["secretenv"], "Secret")[0]
@@ -219,7 +277,15 @@ def test_the_database_variant_migrates_before_install_and_upgrade(chart: Path) -
     ), "the Job's copy of the secret exists before the Job"
     pod = job["spec"]["template"]["spec"]
     container = pod["containers"][0]
-    assert container["args"] == ["migrate", "--database-pool-size", "10", "--database-schema", "app"]
+    # The chart's ConfigMap is not there yet before an install: the Job reads a copy of it.
+    hook_settings = named(documents, "ConfigMap", f"{FULLNAME}-migrate")
+    assert hook_settings["metadata"]["annotations"] == hook_secret["metadata"]["annotations"]
+    assert hook_settings["data"] == named(documents, "ConfigMap", FULLNAME)["data"]
+    assert yaml.safe_load(hook_settings["data"]["settings.yml"])["database"] == found["database"]["settings"]["database"]
+    assert container["args"] == ["migrate"]
+    assert container["env"] == [CONFIG_ENV]
+    assert {"name": "settings", "mountPath": "/etc/service", "readOnly": True} in container["volumeMounts"]
+    assert {"name": "settings", "configMap": {"name": f"{FULLNAME}-migrate"}} in pod["volumes"]
     assert container["envFrom"] == [{"secretRef": {"name": hook_secret["metadata"]["name"]}}]
     assert "MY_SERVICE_DATABASE_URL" in hook_secret["stringData"]
     assert pod["restartPolicy"] == "Never"
@@ -240,7 +306,8 @@ def test_secret_files_are_mounted_into_every_pod_and_named_by_file_variables(cha
     assert len(pods) == 1 + ("database" in found) + (broker_of(chart) != "none")
     for pod in pods:
         container = pod["containers"][0]
-        assert container["env"][:2] == [
+        assert container["env"][:3] == [
+            CONFIG_ENV,
             {"name": "MY_SERVICE_LOGGING_LEVEL_FILE", "value": "/run/secrets/service/log-level"},
             {"name": "MY_SERVICE_TRACING_OTLP_ENDPOINT_FILE", "value": "/run/secrets/service/otlp-endpoint"},
         ]

@@ -69,10 +69,21 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
 /run/secrets/service
 {{- end }}
 
-{{/* env of the service's container: <variable>_FILE for each of secretFiles.variables, then extraEnv. */}}
+{{/* Where the settings ConfigMap is mounted, and the settings file in it. */}}
+{{- define "service.settingsDir" -}}
+/etc/service
+{{- end }}
+
+{{/*
+env of the service's container: <prefix>_CONFIG naming the settings file, then <variable>_FILE for
+each of secretFiles.variables, then extraEnv. The settings file goes by the environment, not by
+--config, so that every process of the container reads it: the command, and the image's
+HEALTHCHECK (which asks the port the settings name), or a `config show` run with kubectl exec.
+*/}}
 {{- define "service.env" -}}
-{{- if or .Values.secretFiles.variables .Values.extraEnv }}
 env:
+  - name: {{ printf "%s_CONFIG" (required "Chart.yaml's annotation settingsEnvPrefix names the service's environment variables" .Chart.Annotations.settingsEnvPrefix) }}
+    value: {{ printf "%s/settings.yml" (include "service.settingsDir" .) | quote }}
   {{- range $variable, $key := .Values.secretFiles.variables }}
   - name: {{ printf "%s_FILE" $variable }}
     value: {{ printf "%s/%s" (include "service.secretFilesPath" $) $key | quote }}
@@ -80,7 +91,6 @@ env:
   {{- with .Values.extraEnv }}
   {{- toYaml . | nindent 2 }}
   {{- end }}
-{{- end }}
 {{- end }}
 
 {{/* The volume of secretFiles' Secret, holding the keys its variables name. */}}
@@ -160,6 +170,30 @@ checksum/secret: {{ toYaml .Values.secretEnv | sha256sum }}
 {{- end }}
 
 {{/*
+The resources of a container of the service: those given; when they set no memory (neither
+request nor limit), memory.baseMiB + memory.perWorkerMiB x settings.server.workers (each worker
+is a process of its own; see values.yaml for the figures), as both request and limit: memory
+cannot be throttled, and a pod using more than it requested is the first evicted on a busy node.
+Takes a dict: context (the root), resources, and workers for a command that runs one process
+whatever server.workers says (migrate).
+*/}}
+{{- define "service.resources" -}}
+{{- $values := .context.Values }}
+{{- $resources := deepCopy (default dict .resources) }}
+{{- $requests := get $resources "requests" | default dict }}
+{{- $limits := get $resources "limits" | default dict }}
+{{- if not (or (hasKey $requests "memory") (hasKey $limits "memory")) }}
+{{- $workers := int (.workers | default (dig "server" "workers" 1 $values.settings)) }}
+{{- $memory := printf "%dMi" (add (int $values.memory.baseMiB) (mul (int $values.memory.perWorkerMiB) $workers)) }}
+{{- $_ := set $requests "memory" $memory }}
+{{- $_ := set $limits "memory" $memory }}
+{{- $_ := set $resources "requests" $requests }}
+{{- $_ := set $resources "limits" $limits }}
+{{- end }}
+{{- toYaml $resources }}
+{{- end }}
+
+{{/*
 The spec of the API's pods and of the worker's: the same image, settings, secrets, probes and
 security, one command of the service. Takes a dict: context (the root), container (its name),
 command (serve or worker), resources, selectorLabels (of these pods, for spreading them).
@@ -179,7 +213,7 @@ containers:
   - name: {{ .container }}
     image: "{{ $values.image.repository }}:{{ $values.image.tag | default .context.Chart.AppVersion }}"
     imagePullPolicy: {{ $values.image.pullPolicy }}
-    args: [{{ .command | quote }}, "--config", "/etc/service/settings.yml"]
+    args: [{{ .command | quote }}]
     ports:
       {{- /* A worker has no API: with a management port it listens on that alone. */}}
       {{- if or (eq .command "serve") (not $values.managementPort) }}
@@ -192,9 +226,7 @@ containers:
         containerPort: {{ $values.managementPort }}
         protocol: TCP
       {{- end }}
-    {{- with include "service.env" .context }}
-    {{- . | nindent 4 }}
-    {{- end }}
+    {{- include "service.env" .context | nindent 4 }}
     {{- with include "service.envFrom" (dict "context" .context "secretName" (include "service.fullname" .context)) }}
     {{- . | nindent 4 }}
     {{- end }}
@@ -215,12 +247,12 @@ containers:
         port: {{ include "service.managementPortName" .context }}
       {{- toYaml $values.probes.readiness | nindent 6 }}
     resources:
-      {{- toYaml .resources | nindent 6 }}
+      {{- include "service.resources" (dict "context" .context "resources" .resources) | nindent 6 }}
     securityContext:
       {{- toYaml $values.securityContext | nindent 6 }}
     volumeMounts:
       - name: settings
-        mountPath: /etc/service
+        mountPath: {{ include "service.settingsDir" .context }}
         readOnly: true
       - name: tmp
         mountPath: /tmp
