@@ -207,9 +207,11 @@ async def test_a_message_larger_than_the_limit_is_dead_lettered_unread(registry:
     fits, too_large = FakeDelivery(at_the_limit), FakeDelivery(at_the_limit + b" ")
     await runner.handle(fits)
     await runner.handle(too_large)
-    assert fits.outcome == "ack" and len(greeted) == 1
-    assert too_large.outcome == "dead_letter"
-    assert too_large.reason == f"too large: {MAX_MESSAGE_SIZE + 1} bytes, more than broker.max_message_size (4096)"
+    assert (fits.outcome, len(greeted)) == ("ack", 1)
+    assert (too_large.outcome, too_large.reason) == (
+        "dead_letter",
+        f"too large: {MAX_MESSAGE_SIZE + 1} bytes, more than broker.max_message_size (4096)",
+    )
     assert consumed(registry, "dead_lettered", consumer="<unknown>") == 1
 
 
@@ -236,6 +238,39 @@ async def test_a_message_delivered_too_often_without_an_outcome_is_dead_lettered
     await runner.handle(delivery)
     assert delivery.outcome == "dead_letter"
     assert delivery.reason == f"delivered {MAX_DELIVERIES + 1} times without an outcome"
+
+
+async def test_a_message_delivered_too_often_is_dead_lettered_before_it_is_read(
+    registry: CollectorRegistry,
+) -> None:
+    """A message whose reading killed the processes must not be read again."""
+
+    async def greet(_data: Greeting, _services: Any) -> None:
+        raise AssertionError("the handler must not run")
+
+    runner, _ = make_runner(greet, registry)
+    delivery = FakeDelivery(b"[" * 2000 + b"]" * 2000, deliveries=MAX_DELIVERIES + 1)
+    await runner.handle(delivery)
+    assert (delivery.outcome, delivery.reason) == (
+        "dead_letter",
+        f"delivered {MAX_DELIVERIES + 1} times without an outcome",
+    )
+
+
+async def test_stopping_never_waits_for_a_message_whose_log_line_failed(
+    registry: CollectorRegistry, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async def greet(_data: Greeting, _services: Any) -> None:
+        pass
+
+    def unwritable(**_fields: Any) -> None:
+        raise UnicodeEncodeError("utf-8", "x", 0, 1, "surrogates not allowed")
+
+    runner, _ = make_runner(greet, registry)
+    monkeypatch.setattr(runner, "_handled_line", unwritable)
+    with pytest.raises(UnicodeEncodeError):
+        await runner.handle(FakeDelivery(command({"name": "Ada"})))
+    await asyncio.wait_for(runner.stop(), timeout=1)
 
 
 async def test_stopping_waits_for_the_messages_being_handled(registry: CollectorRegistry) -> None:

@@ -78,6 +78,12 @@ def test_without_a_request_id_events_carry_no_request_id_header() -> None:
     assert "x-request-id" not in context_headers()
 
 
+def command_with(**attributes: object) -> bytes:
+    """A CloudEvent's body with ``attributes`` replaced (as a sender may write it, surrogates included)."""
+    document = {"specversion": "1.0", "id": "1", "source": "/s", "type": "t", "data": {}, **attributes}
+    return json.dumps(document).encode()  # ensure_ascii: a lone surrogate travels as an escape
+
+
 @pytest.mark.parametrize(
     ("body", "complaint"),
     [
@@ -97,6 +103,31 @@ def test_a_message_that_is_not_a_cloudevent_is_refused_saying_why(body: bytes, c
     with pytest.raises(InvalidEventError) as refused:
         parse_event(body, {})
     assert complaint in str(refused.value)
+
+
+@pytest.mark.parametrize(
+    ("body", "complaint"),
+    [
+        # Past the interpreter's recursion limit (its RecursionError stalled the consumers), and past ours.
+        pytest.param(b"[" * 5000 + b"]" * 5000, "nests deeper than 32 levels", id="recursion"),
+        pytest.param(command_with(data=json.loads("[" * 33 + "]" * 33)), "nests deeper than 32", id="deep"),
+        pytest.param(command_with(id="x" * 101), "its id is empty or longer than 100", id="long-id"),
+        pytest.param(command_with(id=""), "its id is empty", id="empty-id"),
+        pytest.param(command_with(type="t" * 201), "its type is empty or longer than 200", id="long-type"),
+        pytest.param(command_with(id="a\x00b"), "its id holds control characters", id="nul-id"),
+        pytest.param(command_with(type="x\ud800"), "invalid Unicode", id="surrogate"),
+        pytest.param(command_with(source="/s\n"), "its source holds control characters", id="newline-source"),
+    ],
+)
+def test_what_a_sender_controls_is_bounded_before_it_is_stored_or_logged(body: bytes, complaint: str) -> None:
+    with pytest.raises(InvalidEventError) as refused:
+        parse_event(body, {})
+    assert complaint in str(refused.value)
+
+
+def test_the_deepest_event_allowed_is_parsed() -> None:
+    body = command_with(data=json.loads("[" * 31 + "]" * 31))  # the object itself is the first level
+    assert parse_event(body, {}).type == "t"
 
 
 def test_every_published_event_is_declared_once() -> None:

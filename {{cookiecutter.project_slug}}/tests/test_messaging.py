@@ -48,6 +48,8 @@ from .broker_probe import BrokerProbe
 TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
 TRACEPARENT = f"00-{TRACE_ID}-00f067aa0ba902b7-01"
 LAMP = {"name": "lamp", "description": "A desk lamp.", "price_cents": 1999}
+# Valid JSON whose id is not valid Unicode: it once broke the runner's log line and its count.
+LONE_SURROGATE_ID = b'{"specversion": "1.0", "id": "x\\ud800", "source": "/t", "type": "items.create"}'
 
 
 @pytest.fixture
@@ -115,8 +117,10 @@ async def test_a_command_creates_an_item_once_however_often_it_is_delivered(
         (CloudEvent(type="items.create", source="/t", data={"name": ""}).to_json(), "invalid data: name:"),
         (CloudEvent(type="items.explode", source="/t", data={}).to_json(), "no consumer handles the type"),
         (b"[" * (BrokerSettings().max_message_size + 1), "too large: 262145 bytes"),
+        (b"[" * 1100 + b"]" * 1100, "not a CloudEvent: it nests deeper than 32 levels"),
+        (LONE_SURROGATE_ID, "not a CloudEvent: its id holds control characters or invalid Unicode"),
     ],
-    ids=["not-json", "invalid-data", "unknown-type", "too-large"],
+    ids=["not-json", "invalid-data", "unknown-type", "too-large", "too-deep", "lone-surrogate"],
 )
 async def test_a_poison_message_is_dead_lettered_with_its_reason(
     broker_app: Quart, probe: BrokerProbe, body: bytes, reason: str

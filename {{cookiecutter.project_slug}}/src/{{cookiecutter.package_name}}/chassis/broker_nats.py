@@ -354,7 +354,10 @@ class Broker(Resource):
                 filter_subject=f"{self.commands_subject}.>",
                 ack_policy=AckPolicy.EXPLICIT,
                 ack_wait=ACK_WAIT,
-                max_deliver=-1,  # the consumer runner dead-letters after broker.max_deliveries
+                # The consumer runner dead-letters a message at broker.max_deliveries, or one more
+                # delivery if the processes handling it died; should it never settle one, the
+                # server still stops delivering it here, rather than again every ack_wait forever.
+                max_deliver=self._settings.max_deliveries + 1,
                 max_ack_pending=max(MAX_ACK_PENDING, self._settings.prefetch),
             ),
         )

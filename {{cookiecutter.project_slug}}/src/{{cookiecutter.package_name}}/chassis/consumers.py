@@ -3,9 +3,12 @@
 A ``Consumer`` declares the command it handles (a CloudEvents ``type``), the model of the
 command's ``data`` and the handler.  For each message the broker delivers, the runner:
 
-1. parses the CloudEvent, finds the consumer of its type and validates its data; a
-   message that fails any of these, or is larger than ``broker.max_message_size`` (never
-   parsed then), can never succeed, so it is dead-lettered at once, with the reason logged;
+1. refuses what is larger than ``broker.max_message_size`` or was delivered more often than
+   ``broker.max_deliveries`` without an outcome (the processes handling it died), before
+   reading it; then parses the CloudEvent (nested at most 32 deep; id, source and type
+   bounded and printable), finds the consumer of its type and validates its data.  A
+   message that fails any of these can never succeed, so it is dead-lettered at once, with
+   the reason logged;
 2. acknowledges, without running the handler again, an event this consumer has handled
    already (the inbox remembers handled event ids: a redelivery is not a new command);
 3. runs the handler in a consumer span (a child of the publisher's, through the message's
@@ -13,8 +16,7 @@ command's ``data`` and the handler.  For each message the broker delivers, the r
 4. acknowledges after the handler succeeded.  A handler that raises ``CommandRejectedError`` has its
    message dead-lettered at once; any other error is retried after a backoff
    (``broker.retry_delay``, doubled each time) until ``broker.max_deliveries``, then
-   dead-lettered.  A message delivered more often than that without an outcome (the
-   process died while handling it) is dead-lettered before it runs again.
+   dead-lettered.
 
 One log line per message says what happened.  A stop signal stops new deliveries at once
 (``drain``); the running handlers finish (within ``resources.stop_timeout``) and
@@ -169,6 +171,16 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
         self._in_flight += 1
         if self._in_flight == 1:
             self._idle.clear()
+        try:
+            await self._handle_and_record(delivery)
+        finally:
+            # Whatever failed on the way (even writing the log line), stopping must not wait for it.
+            self._in_flight -= 1
+            if not self._in_flight:
+                self._idle.set()
+
+    async def _handle_and_record(self, delivery: Delivery) -> None:
+        """Handle ``delivery`` in a consumer span, then count it and write its log line."""
         started = time.perf_counter()
         span = self._tracing.start_span("process", trace.SpanKind.CONSUMER, parent=delivery.headers)
         context = trace.set_span_in_context(span)
@@ -199,40 +211,35 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
                     duration_ms=round(seconds * 1000, 2),
                     **fields,
                 )
-            self._in_flight -= 1
-            if not self._in_flight:
-                self._idle.set()
 
     async def _handle(self, delivery: Delivery, span: trace.Span) -> tuple[str, str, dict[str, Any]]:
-        """Handle ``delivery``; returns the consumer's name, the outcome and what to log."""
-        if len(delivery.body) > self._max_message_size:
-            limit = self._max_message_size
-            reason = f"too large: {len(delivery.body)} bytes, more than broker.max_message_size ({limit})"
-            await delivery.dead_letter(reason)
-            return UNKNOWN, "dead_lettered", {"reason": reason}
+        """Handle ``delivery``; returns the consumer's name, the outcome and what to log.
+
+        What can never succeed is dead-lettered as soon as it is known, cheapest check first:
+        a sender must not be able to make a message cost more than a refusal.
+        """
+        size, limit = len(delivery.body), self._max_message_size
+        if size > limit:
+            reason = f"too large: {size} bytes, more than broker.max_message_size ({limit})"
+            return await _dead_letter(delivery, UNKNOWN, reason, {})
+        if delivery.deliveries > self._retries.max_deliveries:
+            reason = f"delivered {delivery.deliveries} times without an outcome"
+            return await _dead_letter(delivery, UNKNOWN, reason, {})
         try:
             event = parse_event(delivery.body, delivery.headers)
         except InvalidEventError as error:
-            await delivery.dead_letter(f"not a CloudEvent: {error}")
-            return UNKNOWN, "dead_lettered", {"reason": f"not a CloudEvent: {error}"}
+            return await _dead_letter(delivery, UNKNOWN, f"not a CloudEvent: {error}", {})
         fields: dict[str, Any] = {"message_id": event.id, "type": event.type}
         consumer = self._consumers.get(event.type)
         if consumer is None:
             reason = f"no consumer handles the type {event.type!r}"
-            await delivery.dead_letter(reason)
-            return UNKNOWN, "dead_lettered", {**fields, "reason": reason}
+            return await _dead_letter(delivery, UNKNOWN, reason, fields)
         if span.is_recording():
             span.update_name(f"process {consumer.name}")
-        if delivery.deliveries > self._retries.max_deliveries:
-            reason = f"delivered {delivery.deliveries} times without an outcome"
-            await delivery.dead_letter(reason)
-            return consumer.name, "dead_lettered", {**fields, "reason": reason}
         try:
             data = consumer.data.model_validate(event.data)
         except ValidationError as error:
-            reason = f"invalid data: {_first_error(error)}"
-            await delivery.dead_letter(reason)
-            return consumer.name, "dead_lettered", {**fields, "reason": reason}
+            return await _dead_letter(delivery, consumer.name, f"invalid data: {_first_error(error)}", fields)
         return consumer.name, *await self._run(consumer, event, data, delivery, fields)
 
     async def _run(
@@ -262,6 +269,13 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
             return "retried", {**fields, "reason": reason}
         await delivery.ack()
         return ("handled" if first_time else "duplicate"), fields
+
+
+async def _dead_letter(
+    delivery: Delivery, consumer: str, reason: str, fields: dict[str, Any]
+) -> tuple[str, str, dict[str, Any]]:
+    await delivery.dead_letter(reason)
+    return consumer, "dead_lettered", {**fields, "reason": reason}
 
 
 def _first_error(error: ValidationError) -> str:

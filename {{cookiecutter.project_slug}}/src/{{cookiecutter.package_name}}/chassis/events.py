@@ -24,6 +24,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 from pydantic import BaseModel
 
 from .logging import current_request_id
+from .nesting import nesting_exceeds
 from .tracing import current_span_context, headers_of_context
 
 SPEC_VERSION = "1.0"
@@ -33,6 +34,11 @@ DATA_CONTENT_TYPE = "application/json"
 REQUEST_ID_HEADER = "x-request-id"
 # The attributes a consumer needs; the others (time, datacontenttype) are optional in the spec.
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type")
+# Longest id, source and type accepted (the inbox stores the id; every log line of the message
+# carries the id and the type): a sender cannot make them fail storage or flood a log line.
+MAX_ATTRIBUTE_LENGTHS = {"id": 100, "source": 500, "type": 200}
+# Deepest nesting of arrays and objects in an event, as http.max_json_depth's default bounds a body.
+MAX_DEPTH = 32
 
 _PROPAGATOR = TraceContextTextMapPropagator()
 
@@ -90,11 +96,17 @@ def parse_event(body: bytes, headers: Mapping[str, str]) -> CloudEvent:
         document = json.loads(body.decode())  # decoded first: json's own detection of UTF-16 and 32 is slow
     except (UnicodeDecodeError, ValueError) as error:
         raise InvalidEventError(f"the body is not JSON ({error})") from None
+    except RecursionError:  # nested past the interpreter's own limit
+        raise InvalidEventError(f"it nests deeper than {MAX_DEPTH} levels") from None
+    if nesting_exceeds(document, MAX_DEPTH):
+        raise InvalidEventError(f"it nests deeper than {MAX_DEPTH} levels")
     if not isinstance(document, dict):
         raise InvalidEventError("the body is not a JSON object")
     missing = [name for name in REQUIRED_ATTRIBUTES if not isinstance(document.get(name), str)]
     if missing:
         raise InvalidEventError(f"it lacks the CloudEvents attribute(s) {', '.join(missing)}")
+    for name, longest in MAX_ATTRIBUTE_LENGTHS.items():
+        _check_attribute(name, document[name], longest)
     if document["specversion"] != SPEC_VERSION:
         raise InvalidEventError(f"its specversion is {document['specversion']!r}, not {SPEC_VERSION}")
     content_type = document.get("datacontenttype", DATA_CONTENT_TYPE)
@@ -108,6 +120,23 @@ def parse_event(body: bytes, headers: Mapping[str, str]) -> CloudEvent:
         time=_time_of(document.get("time")),
         headers=headers,
     )
+
+
+def _check_attribute(name: str, value: str, longest: int) -> None:
+    """An id, source or type: non-empty, at most ``longest`` characters, printable, valid Unicode."""
+    if not value or len(value) > longest:
+        raise InvalidEventError(f"its {name} is empty or longer than {longest} characters")
+    if not value.isprintable() or not _encodable(value):
+        raise InvalidEventError(f"its {name} holds control characters or invalid Unicode")
+
+
+def _encodable(value: str) -> bool:
+    """Whether ``value`` is valid Unicode (JSON's \\ud800 escapes give lone surrogates that are not)."""
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _time_of(value: object) -> datetime.datetime:

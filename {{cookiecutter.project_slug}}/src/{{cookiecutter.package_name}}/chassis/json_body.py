@@ -22,6 +22,7 @@ from quart.wrappers import Request as QuartRequest
 from werkzeug.exceptions import BadRequest
 
 from ..settings import HttpSettings
+from .nesting import nesting_exceeds
 
 MAX_DEPTH_KEY = "MAX_JSON_DEPTH"
 # Characters of the parser's message a 400 repeats (the standard library's are a few words).
@@ -62,20 +63,6 @@ class Request(QuartRequest):
                 f"The request body is not valid JSON: {what} (line {error.lineno}, column {error.colno})."
             )
         raise BadRequest("The request body is not valid JSON.")
-
-
-def nesting_exceeds(data: Any, limit: int) -> bool:
-    """Whether arrays and objects in ``data`` nest more than ``limit`` levels (without recursion)."""
-    pending: list[tuple[Any, int]] = [(data, 1)]
-    while pending:
-        value, depth = pending.pop()
-        children = value.values() if isinstance(value, dict) else value if isinstance(value, list) else None
-        if children is None:
-            continue
-        if depth > limit:
-            return True
-        pending.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
 
 
 def install_json_body(app: Quart, settings: HttpSettings) -> None:
