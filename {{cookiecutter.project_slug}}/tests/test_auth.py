@@ -116,6 +116,8 @@ def _bad_tokens(provider: IdentityProvider) -> dict[str, str]:
     return {
         "malformed": "not-a-token",
         "expired": provider.token(exp=_now() - 3600),
+        "exp past any float": provider.token(exp=10**400),
+        "exp further ahead than auth.max_token_lifetime": provider.token(exp=_now() + 86_400 + 3600),
         "not yet valid": provider.token(nbf=_now() + 3600),
         "wrong issuer": provider.token(iss="https://idp.attacker.example"),
         "wrong audience": provider.token(aud="https://another-api.example"),

@@ -344,6 +344,12 @@ class AuthSettings:
     leeway: int = setting(
         default=30, help="Seconds of clock skew allowed when checking exp and nbf.", minimum=0, maximum=300
     )
+    max_token_lifetime: int = setting(
+        default=86_400,
+        help="Longest a token may still be valid, in seconds: one whose exp is further ahead is refused.",
+        minimum=60,
+        maximum=31_536_000,
+    )
     keys_refresh_interval: float = setting(
         default=300.0,
         help="Seconds between two fetches of the signing keys (a failed fetch keeps the keys held).",

@@ -25,6 +25,7 @@ before is not checked again until the keys change, only its times are (``VERIFIE
 
 from __future__ import annotations
 
+import math
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -125,6 +126,7 @@ class TokenVerifier:
         algorithms = [name.strip() for name in settings.algorithms.split(",")]
         self._registry = JWSRegistry(algorithms=algorithms)
         self._leeway = settings.leeway
+        self._max_lifetime = settings.max_token_lifetime
         required: dict[str, Any] = {
             "aud": {"essential": True, "value": settings.audience},
             "exp": {"essential": True},
@@ -179,6 +181,9 @@ class TokenVerifier:
         subject = claims["sub"]
         if not isinstance(subject, str):
             raise InvalidToken("claims", "The token's sub claim is not a string.")
+        expires = _number(claims["exp"], float("inf"))
+        if expires - time.time() > self._max_lifetime:  # a sender's 10**400 included
+            raise InvalidToken("claims", "The token's exp claim is further ahead than this service accepts.")
         caller = Caller(
             subject=subject,
             client_id=_text_or_none(claims.get("client_id", claims.get("azp"))),
@@ -186,7 +191,7 @@ class TokenVerifier:
             claims=claims,
             token=token,
         )
-        return caller, _number(claims.get("nbf"), -float("inf")), _number(claims["exp"], float("inf"))
+        return caller, _number(claims.get("nbf"), -float("inf")), expires
 
 
 def _invalid_claim(claim: str) -> InvalidToken:
@@ -214,7 +219,13 @@ def _text_or_none(value: object) -> str | None:
 
 
 def _number(value: object, default: float) -> float:
-    return float(value) if isinstance(value, int | float) and not isinstance(value, bool) else default
+    """A numeric claim as a float; an integer too large for one is infinite (JSON has no bound)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return default
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
 
 
 class AuthMetrics:
