@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
 from quart.typing import TestClientProtocol as QuartClient
 
 from {{ cookiecutter.package_name }}.app import create_app
@@ -138,6 +139,16 @@ async def test_security_headers_are_on_every_response(client: QuartClient) -> No
         assert response.headers["Content-Security-Policy"] == "frame-ancestors 'none'"
         assert response.headers["Referrer-Policy"] == "no-referrer"
         assert "Server" not in response.headers
+
+
+@pytest.mark.parametrize("host", ["a..b", ".a", ".", "x" * 64 + ".example"])
+async def test_a_host_header_that_is_not_a_host_name_is_a_400_problem(client: QuartClient, host: str) -> None:
+    """Werkzeug refuses it before any handler (a 500 with an empty body, once)."""
+    for path in ("/items", "/health/live"):
+        response = await client.get(path, headers={"Host": host})
+        body = await problem_of(response, 400)
+        assert body["detail"] == "The Host header is not a valid host name."
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
 
 
 async def test_cors_is_off_by_default(client: QuartClient) -> None:

@@ -18,9 +18,10 @@ from werkzeug.exceptions import GatewayTimeout, RequestTimeout, ServiceUnavailab
 
 from ..settings import HttpSettings
 from .deadlines import Deadlines
+from .host_header import HostCheckingQuart
 
 
-class TimeLimitedQuart(Quart):
+class TimeLimitedQuart(HostCheckingQuart):
     """A Quart app whose requests run against a deadline.
 
     The body is read first, so its own time limit answers 408; then the handler gets
