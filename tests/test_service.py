@@ -638,6 +638,7 @@ def test_every_metric_the_alert_rules_and_the_dashboard_use_is_served(project: P
     assert used == {
         "http_server_request_duration_seconds_count",
         "http_server_request_duration_seconds_bucket",
+        "http_server_requests_shed_total",
         "http_server_active_requests",
         "health_readiness_changes_total",
         "health_ready",

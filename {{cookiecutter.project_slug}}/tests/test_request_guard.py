@@ -87,6 +87,35 @@ async def test_requests_past_the_limit_get_503_at_once_but_probes_never_do() -> 
     assert (probe.status, scrape.status, after.status) == (200, 200, 200)
 
 
+async def test_a_shed_request_is_counted_as_shed_under_the_route_it_was_for() -> None:
+    app = create_test_app(Settings(http=HttpSettings(max_concurrent_requests=1)))
+    release = asyncio.Event()
+
+    async def slow() -> str:
+        await release.wait()
+        return "done"
+
+    app.add_url_rule("/slow", "slow", slow)
+    async with app.test_app():
+        busy = asyncio.ensure_future(asgi_request(app, "GET", "/slow", [HOST]))
+        await asyncio.sleep(0.05)  # it is running
+        shed = [await asgi_request(app, "GET", path, [HOST]) for path in ("/items/7", "/no-such-page")]
+        release.set()
+        assert (await busy).status == 200
+        metrics = (await asgi_request(app, "GET", "/metrics", [HOST])).body.decode()
+    assert [answer.status for answer in shed] == [503, 503]
+    route = 'http_request_method="GET",http_route="/items/<int:item_id>"'
+    assert "http_server_requests_shed_total{" + route + ',reason="concurrency_limit"} 1.0' in metrics
+    counted = 'http_request_method="GET",http_response_status_code="503",http_route="/items/<int:item_id>"'
+    assert "http_server_request_duration_seconds_count{" + counted + "} 1.0" in metrics
+    # A path no route matches is shed too, under the one label value of unmatched paths.
+    unmatched = 'http_request_method="GET",http_route="<unmatched>",reason="concurrency_limit"'
+    assert "http_server_requests_shed_total{" + unmatched + "} 1.0" in metrics
+    # A route that served without shedding shows 0, so rate() and ``errors - shed`` see it.
+    served = 'http_request_method="GET",http_route="/slow",reason="concurrency_limit"'
+    assert "http_server_requests_shed_total{" + served + "} 0.0" in metrics
+
+
 async def test_while_draining_http1_responses_close_the_connection() -> None:
     app = create_test_app(Settings())
     async with app.test_app():

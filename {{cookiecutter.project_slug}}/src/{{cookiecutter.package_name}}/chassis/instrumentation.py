@@ -9,7 +9,10 @@ request may reach the app at all; it adds ``X-Request-ID`` and the security head
 (and ``Connection: close`` while draining) to the response as it is sent; afterwards
 it counts the request, the guard's refusals too, and writes the one access line.  A
 URL value preprocessor records the matched route template: the metric label and the
-access line use the template (``/items/<id>``), never the raw path.
+access line use the template (``/items/<id>``), never the raw path.  A request the guard
+refuses never reaches the app, so its route is matched here, and a shed one (503 past
+the concurrency limit) is counted as shed too: on the dashboard it is load shedding on
+``/items``, not an error on a route that does not exist.
 
 A client that goes away before it is answered is counted and logged with status 499
 (nginx's "client closed request"), not as a server error: no 500 was sent.
@@ -25,6 +28,8 @@ from typing import Any
 
 from hypercorn.typing import ASGIReceiveCallable, ASGIReceiveEvent, ASGISendCallable, ASGISendEvent, Scope
 from quart import Quart, request
+from werkzeug.exceptions import HTTPException
+from werkzeug.routing import MapAdapter
 
 from ..settings import LoggingSettings
 from .logging import AccessLog, RequestFields, access_log, bind_request_fields
@@ -77,6 +82,7 @@ def install_instrumentation(
     untraced_paths = frozenset(() if tracing.trace_probes else (*PROBE_ROUTES, metrics_path))
     app.asgi_app = _InstrumentationMiddleware(  # type: ignore[method-assign] # Quart's way to add middleware
         app.asgi_app,
+        routes=routes,
         guard=guard,
         metrics=metrics,
         tracing=tracing,
@@ -93,6 +99,7 @@ class _RouteTemplates:
     def __init__(self, app: Quart) -> None:
         self._url_map = app.url_map
         self._of_endpoint: dict[str, str] = {}
+        self._adapter: MapAdapter | None = None
 
     def of(self, endpoint: str) -> str:
         route = self._of_endpoint.get(endpoint)
@@ -105,12 +112,24 @@ class _RouteTemplates:
         rule = request.url_rule
         return UNMATCHED_ROUTE if rule is None else rule.rule
 
+    def matching(self, method: str, path: str) -> str:
+        """The template of the route ``path`` matches, found without the app (a few microseconds):
+        for a request refused before it."""
+        if self._adapter is None:  # bound on first use: every route is registered by then
+            self._adapter = self._url_map.bind("localhost")
+        try:
+            rule, _ = self._adapter.match(path, method, return_rule=True)
+        except HTTPException:  # no route, another method's, or a redirect (the app would answer so)
+            return UNMATCHED_ROUTE
+        return str(rule.rule)
+
 
 class _InstrumentationMiddleware:
     def __init__(
         self,
         app: Callable[[Scope, ASGIReceiveCallable, ASGISendCallable], Awaitable[None]],
         *,
+        routes: _RouteTemplates,
         guard: RequestGuard,
         metrics: HttpMetrics,
         tracing: Tracing,
@@ -119,6 +138,7 @@ class _InstrumentationMiddleware:
         untraced_paths: frozenset[str],
     ) -> None:
         self._app = app
+        self._routes = routes
         self._guard = guard
         self._metrics = metrics
         self._tracing = tracing
@@ -148,6 +168,8 @@ class _InstrumentationMiddleware:
         guard = self._guard
         refusal = guard.refusal(scope)
         admitted = refusal is None and guard.admit(scope)
+        if refusal is not None:
+            state.route = self._routes.matching(scope["method"], scope["path"])
         status = 500  # what the client sees if the app fails before answering
         answered = client_gone = False
 
@@ -180,6 +202,8 @@ class _InstrumentationMiddleware:
             in_progress.dec()
             exemplar = span.trace_id if span.exported else None
             self._metrics.observe(method, state.route, status, seconds, exemplar)
+            if refusal is not None and refusal.shed is not None:
+                self._metrics.count_shed(method, state.route, refusal.shed)
             span.end(state.route, status)
             span.detach()
             if self._write_access_line is not None and state.route not in self._quiet_routes:

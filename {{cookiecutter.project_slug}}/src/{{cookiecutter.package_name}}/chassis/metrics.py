@@ -5,7 +5,10 @@ The HTTP metrics are OpenTelemetry's HTTP server metrics as Prometheus names the
 ``http_request_method``, ``http_route`` and ``http_response_status_code``, and
 ``http_server_active_requests`` by method.  Labels are bounded: ``http_route`` is the
 matched route template (``/items/<id>``), never the raw path, and requests that match no
-route share one label value, so no client can grow the number of series.  When the
+route share one label value, so no client can grow the number of series.  A request shed
+at the door (503 before the app runs, see ``request_guard.py``) is counted as any other,
+with the route it was for, and also in ``http_server_requests_shed_total`` by method, route
+and reason, so a dashboard can tell load shedding from the service's own errors.  When the
 scraper asks for OpenMetrics, the duration's buckets carry exemplars: the trace id of a
 request that was exported as a span, so a slow bucket leads to a trace.  With more than one worker process,
 prometheus-client's multiprocess mode aggregates what every worker counted.
@@ -24,6 +27,7 @@ from typing import Any
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
     CollectorRegistry,
+    Counter,
     Gauge,
     Histogram,
     generate_latest,
@@ -42,6 +46,9 @@ from .parts import attach
 MULTIPROCESS_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 OPENMETRICS_CONTENT_TYPE = openmetrics_exposition.CONTENT_TYPE_LATEST
 UNMATCHED_ROUTE = "<unmatched>"
+# Why a request was shed: more than http.max_concurrent_requests were running.
+SHED_CONCURRENCY_LIMIT = "concurrency_limit"
+SHED_REASONS = (SHED_CONCURRENCY_LIMIT,)
 # A worker's metrics file starts with how many of its bytes are used, then padding.
 HEADER_BYTES = 8
 # Suited to a web service: 5 ms to 10 s.
@@ -62,6 +69,13 @@ class HttpMetrics:
             "Duration of HTTP server requests, by method, route template and status code.",
             ["http_request_method", "http_route", "http_response_status_code"],
             buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.shed = Counter(
+            "http_server_requests_shed",
+            "HTTP server requests refused to protect the service (answered 503), by method, route "
+            "template and reason; they are counted in http_server_request_duration_seconds too.",
+            ["http_request_method", "http_route", "reason"],
             registry=self.registry,
         )
         self.in_progress = Gauge(
@@ -86,6 +100,7 @@ class HttpMetrics:
 
         # ``labels()`` is slow; the label values are bounded, so keep each child once found.
         self._duration_children: dict[tuple[str, str, int], Any] = {}
+        self._shed_children: dict[tuple[str, str, str], Any] = {}
         self._in_progress_children: dict[str, Any] = {}
 
     def observe(self, method: str, route: str, status: int, seconds: float, trace_id: str | None) -> None:
@@ -94,10 +109,24 @@ class HttpMetrics:
         histogram = self._duration_children.get(key)
         if histogram is None:
             histogram = self._duration_children[key] = self.duration.labels(method, route, str(status))
+            self._start_shed_counts(method, route)
         if trace_id is None or self.multiprocess:  # worker processes' files keep no exemplars
             histogram.observe(seconds)
         else:
             histogram.observe(seconds, exemplar={"trace_id": trace_id})
+
+    def count_shed(self, method: str, route: str, reason: str) -> None:
+        """Count one request refused for ``reason`` (one of ``SHED_REASONS``); ``observe`` it too."""
+        self._start_shed_counts(method, route)
+        self._shed_children[(method, route, reason)].inc()
+
+    def _start_shed_counts(self, method: str, route: str) -> None:
+        """Show the route's shed counts at 0 from its first request on: ``rate()`` then sees the
+        first shed request too, and ``errors - shed`` has both sides for every route with errors."""
+        for reason in SHED_REASONS:
+            key = (method, route, reason)
+            if key not in self._shed_children:
+                self._shed_children[key] = self.shed.labels(method, route, reason)
 
     def in_progress_of(self, method: str) -> Any:
         """The in-progress gauge for ``method`` (call ``inc``/``dec`` on it)."""

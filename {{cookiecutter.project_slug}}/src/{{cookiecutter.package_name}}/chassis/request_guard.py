@@ -9,6 +9,8 @@
 - **Load is shed, probes never.** At most ``http.max_concurrent_requests`` requests run
   at once; one more gets 503 with ``Retry-After`` at once instead of queueing, so slow
   clients cannot pile up work.  Health probes and metrics scrapes are always let in.
+  Such a refusal is *shed* load, counted as such (``http_server_requests_shed_total``)
+  under the route the request was for, not as a route that does not exist.
 - **Connections close between requests while draining.** From the stop signal on,
   every HTTP/1 response says ``Connection: close``, so clients open their next request
   elsewhere rather than send it on a connection that is about to be closed.
@@ -24,6 +26,7 @@ from hypercorn.typing import ASGIReceiveCallable, ASGISendCallable, HTTPScope, W
 from ..settings import HttpSettings
 from .errors import CONTENT_TYPE, problem_document
 from .health import Health
+from .metrics import SHED_CONCURRENCY_LIMIT
 from .security import SECURITY_HEADERS
 
 CONNECTION_CLOSE = (b"connection", b"close")
@@ -32,11 +35,13 @@ HTTP1 = frozenset({"1.0", "1.1"})
 
 @dataclasses.dataclass(frozen=True, slots=True)
 class Refusal:
-    """A request's answer given here, before the app: a problem document and its extra headers."""
+    """A request's answer given here, before the app: a problem document and its extra headers;
+    ``shed`` names why a sound request was refused to protect the service (None: a bad request)."""
 
     status: int
     detail: str
     headers: tuple[tuple[bytes, bytes], ...] = ()
+    shed: str | None = None
 
 
 class RequestGuard:
@@ -60,7 +65,7 @@ class RequestGuard:
                 f"The service is handling its limit of {self._max_concurrent} requests at once "
                 "(setting http.max_concurrent_requests); try again shortly."
             )
-            return Refusal(503, detail, ((b"retry-after", b"1"),))
+            return Refusal(503, detail, ((b"retry-after", b"1"),), shed=SHED_CONCURRENCY_LIMIT)
         return None
 
     def admit(self, scope: HTTPScope) -> bool:
