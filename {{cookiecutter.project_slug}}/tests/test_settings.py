@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 {%- if cookiecutter.auth == "oidc" %}
 from typing import Any
@@ -265,7 +267,7 @@ def test_a_bad_value_in_a_secret_file_names_the_file_but_never_quotes_it(tmp_pat
 
 @pytest.mark.parametrize(
     ("content", "reason"),
-    [(None, "Is a directory"), (b"\xff\xfe", "not UTF-8 text"), (b"x" * 65537, "over 64 KiB")],
+    [(None, "not a regular file"), (b"\xff\xfe", "not UTF-8 text"), (b"x" * 65537, "over 64 KiB")],
 )
 def test_a_secret_file_that_holds_no_value_is_refused(
     tmp_path: Path, content: bytes | None, reason: str
@@ -276,6 +278,29 @@ def test_a_secret_file_that_holds_no_value_is_refused(
         named.write_bytes(content)
     with pytest.raises(SettingsError, match=f"cannot be read \\({reason}\\)"):
         load_settings(environ={f"{PREFIX}_DEMO_TOKEN_FILE": str(named)}, root=_DemoSettings)
+
+
+def test_a_file_named_for_any_setting_never_has_its_content_shown(tmp_path: Path) -> None:
+    """A Secret wired to the wrong variable (or /proc/self/environ) must not reach the log."""
+    wrong_file = tmp_path / "database-url"
+    wrong_file.write_text("postgresql://app:hunter2@db/app", encoding="utf-8")
+    with pytest.raises(SettingsError) as error:
+        load_settings(environ={f"{PREFIX}_LOGGING_LEVEL_FILE": str(wrong_file)})
+    message = str(error.value)
+    shown = "(the file's content, not shown)"
+    assert message.startswith(f"invalid setting logging.level = {shown} (from file {wrong_file}")
+    assert "hunter2" not in message
+    assert "postgresql" not in message
+
+
+def test_a_fifo_named_for_a_setting_is_refused_at_once(tmp_path: Path) -> None:
+    """A FIFO with no writer would block the start before any timeout."""
+    fifo = tmp_path / "token"
+    os.mkfifo(fifo)
+    started = time.monotonic()
+    with pytest.raises(SettingsError, match=r"cannot be read \(not a regular file\)"):
+        load_settings(environ={f"{PREFIX}_DEMO_TOKEN_FILE": str(fifo)}, root=_DemoSettings)
+    assert time.monotonic() - started < 1
 
 
 def test_a_secret_given_by_its_variable_and_a_file_is_refused(tmp_path: Path) -> None:

@@ -23,6 +23,7 @@ import ipaddress
 import math
 import os
 import re
+import stat
 import types
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -436,20 +437,45 @@ def _resolve(
             try:
                 return spec.parse(raw), source
             except ValueError as problem:
-                shown = REDACTED if spec.secret else repr(redact_url(raw) if isinstance(raw, str) else raw)
+                shown = _shown(spec, source, raw)
                 raise SettingsError(
                     f"invalid setting {spec.key} = {shown} (from {origin}): expected {problem}"
                 ) from None
     return spec.default, "default"
 
 
+def _shown(spec: SettingSpec, source: str, raw: object) -> str:
+    """A refused value as an error may show it: never a secret, nor a file's content.
+
+    A file named by ``<ENV_VAR>_FILE`` may be the wrong one (a Secret wired to another
+    setting's variable, ``/proc/self/environ``): whatever it holds stays out of the message.
+    """
+    if spec.secret:
+        return REDACTED
+    if source == "env_file":
+        return "(the file's content, not shown)"
+    return repr(redact_url(raw) if isinstance(raw, str) else raw)
+
+
 def _read_value_file(spec: SettingSpec, path: str) -> str:
-    """The content of the file holding a setting's value; the error names the file, never its content."""
+    """The content of the file holding a setting's value; the error names the file, never its content.
+
+    Only a regular file is read (a FIFO without a writer would block the start for good, a
+    device never end), opened without blocking, and at most ``MAX_VALUE_FILE_SIZE`` of it.
+    """
     try:
-        with open(path, "rb") as file:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as error:
+        raise _unreadable(spec, path, error.strerror or repr(error)) from None
+    try:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise _unreadable(spec, path, "not a regular file")
+        with os.fdopen(descriptor, "rb", closefd=False) as file:  # reads on until the size or the end
             content = file.read(MAX_VALUE_FILE_SIZE + 1)
     except OSError as error:
         raise _unreadable(spec, path, error.strerror or repr(error)) from None
+    finally:
+        os.close(descriptor)
     if len(content) > MAX_VALUE_FILE_SIZE:
         raise _unreadable(spec, path, f"over {MAX_VALUE_FILE_SIZE // 1024} KiB")
     try:
