@@ -27,7 +27,12 @@ from quart import Quart
 from {{ cookiecutter.package_name }} import DISTRIBUTION_NAME
 from {{ cookiecutter.package_name }}.chassis.info import PACKAGE_DIR, checkout_commit
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
-from {{ cookiecutter.package_name }}.chassis.logging import Throttled, configure_logging
+from {{ cookiecutter.package_name }}.chassis.logging import (
+    Throttled,
+    configure_logging,
+    frequent_line,
+    get_logger,
+)
 from {{ cookiecutter.package_name }}.chassis.metrics import (
     MULTIPROCESS_ENV_VAR,
     HttpMetrics,
@@ -40,6 +45,7 @@ from {{ cookiecutter.package_name }}.chassis.tracing import (
     remote_parent,
 )
 from {{ cookiecutter.package_name }}.settings import (
+    LogFormat,
     LoggingSettings,
     MetricsSettings,
     Settings,
@@ -139,6 +145,30 @@ async def test_one_json_access_line_per_request(served: Quart, json_logs: io.Str
     assert isinstance(line["duration_ms"], float)
     assert {"timestamp", "level", "service", "version", "client"} <= set(line)
     assert str(line["timestamp"]).endswith("Z")
+
+
+@pytest.mark.parametrize("log_format", ["json", "console"])
+def test_lone_surrogates_a_sender_chose_are_written_as_escapes_in_valid_utf8(
+    monkeypatch: pytest.MonkeyPatch, log_format: LogFormat
+) -> None:
+    """JSON's \\ud800 decodes to text no UTF-8 stream takes: a write raised, or wrote a stray byte."""
+    raw = io.BytesIO()
+    monkeypatch.setattr(sys, "stdout", io.TextIOWrapper(raw, encoding="utf-8", write_through=True))
+    try:
+        configure_logging(LoggingSettings(format=log_format), service=DISTRIBUTION_NAME, version="0")
+        get_logger("test").info("handled", reason="invalid data: x\ud800: Field required")
+        handled_line = frequent_line("message handled", "test")
+        assert handled_line is not None
+        handled_line(reason="y\udc80")
+        text = raw.getvalue().decode("utf-8")  # strict: raises on a stray byte
+    finally:
+        structlog.reset_defaults()
+        logging.getLogger().handlers.clear()
+    assert "\\ud800" in text
+    assert "\\udc80" in text
+    if log_format == "json":
+        reasons = [json.loads(line)["reason"] for line in text.splitlines()]
+        assert reasons == ["invalid data: x\ud800: Field required", "y\udc80"]
 
 
 async def test_access_log_can_include_probes_or_be_off(json_logs: io.StringIO) -> None:

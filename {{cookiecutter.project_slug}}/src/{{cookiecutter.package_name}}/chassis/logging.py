@@ -13,6 +13,7 @@ so no setting's value (secrets included) can leak into a log line.
 from __future__ import annotations
 
 import dataclasses
+import io
 import json
 import logging
 import math
@@ -138,6 +139,10 @@ def configure_logging(settings: LoggingSettings, *, service: str, version: str) 
     """Route structlog and the standard library's logging to stdout in the chosen format."""
     level = logging.getLevelNamesMapping()[settings.level.upper()]
     stream = sys.stdout  # every logger writes here, whatever replaces sys.stdout later
+    if isinstance(stream, io.TextIOWrapper):
+        # Text a client or a sender chose may hold lone surrogates (JSON's "\ud800" decodes to
+        # one): written as that escape, every line stays UTF-8 (and JSON) and no write raises.
+        stream.reconfigure(encoding="utf-8", errors="backslashreplace")
     shared = _shared_processors(service, version)
     final: list[Processor]
     if settings.format == "console":
