@@ -81,6 +81,7 @@ OPTIONAL_FILES = {
         "src/{package}/models.py",
         "src/{package}/services/postgres_items.py",
         "tests/tcp_proxy.py",
+        "scripts/database_outage.py",
         "tests/test_database.py",
         "tests/test_migrations.py",
         "tests/test_postgres_items.py",

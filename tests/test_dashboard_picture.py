@@ -1,8 +1,11 @@
 """``make dashboard-picture``: the README's picture of the dashboard, drawn from a local run.
 
-A generated project's target runs end to end (service, throwaway Prometheus, wrk, headless
-Chromium) with a short load, and the PNG it writes is checked: its size, and that its charts
-hold lines of the panels' colours, not only axes and legends.
+A generated project with PostgreSQL runs the target end to end (service, throwaway Prometheus,
+wrk, a proxy to the machine's PostgreSQL cut for the outage, headless Chromium) with a short
+load.  What the script says its panels hold is checked against the scenario: the burst's 503s
+are drawn as shed under their routes (never as ``<unmatched>``), the outage's as 5xx with the
+pod not ready.  The PNG it writes is checked too: its size, and that its charts hold lines of
+the panels' colours, not only axes and legends.
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from helpers import TEMPLATE_DIR, clean_env, render
+from helpers import DEFAULT_PACKAGE, TEMPLATE_DIR, clean_env, render
+from servers import throwaway_database
 
 pytestmark = [
     pytest.mark.slow,
@@ -31,11 +35,27 @@ WIDTH, HEIGHT = 1200, 44 + 3 * (290 + 8)  # six panels, two by two, under a head
 COLOURS = ((0x73, 0xBF, 0x69), (0xF2, 0xCC, 0x0C), (0x8A, 0xB8, 0xFF), (0xFF, 0x78, 0x0A))
 
 
-def make(project: Path, *arguments: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def make(project: Path, *arguments: str, env: dict[str, str], timeout: float = 300) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         ["make", "--no-print-directory", *arguments],
-        cwd=project, env=clean_env(), capture_output=True, text=True, timeout=timeout, check=False,
+        cwd=project, env=clean_env(**env), capture_output=True, text=True, timeout=timeout, check=False,
     )  # fmt: skip
+
+
+def panels_described(output: str) -> dict[str, dict[str, tuple[str, str]]]:
+    """What the script printed of each panel: its series, each with its lowest and highest value."""
+    panels: dict[str, dict[str, tuple[str, str]]] = {}
+    for line in output.splitlines():
+        if match := re.fullmatch(r"  (.+): \d+ series, \d+ points", line):
+            series = panels[match.group(1)] = {}
+        elif match := re.fullmatch(r"    (.+): (.+) to (.+)", line):
+            series[match.group(1)] = (match.group(2), match.group(3))
+    return panels
+
+
+def percent(value: str) -> float:
+    assert value.endswith("%"), value
+    return float(value.removesuffix("%"))
 
 
 def png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
@@ -81,8 +101,8 @@ def coloured_pixels(rows: list[bytes], colours: tuple[tuple[int, int, int], ...]
     }
 
 
-def test_make_dashboard_picture_draws_real_series(tmp_path: Path) -> None:
-    result = render(tmp_path, skip_lock=False, env={"PYCHASSIS_SKIP_VERIFY": "1"})
+def test_make_dashboard_picture_draws_the_burst_as_shed_and_the_outage_as_errors(tmp_path: Path) -> None:
+    result = render(tmp_path, {"database": "postgresql"}, skip_lock=False, env={"PYCHASSIS_SKIP_VERIFY": "1"})
     assert result.returncode == 0, result.stdout + result.stderr
     project = result.project()
     picture = project / "docs" / "dashboard.png"
@@ -90,12 +110,21 @@ def test_make_dashboard_picture_draws_real_series(tmp_path: Path) -> None:
     assert picture.read_bytes() == shipped, "cookiecutter copies the picture as it is"
     picture.unlink()
 
-    run = make(project, "dashboard-picture", 'ARGS=--seconds 8')
+    with throwaway_database() as database_url:
+        env = {f"{DEFAULT_PACKAGE.upper()}_DATABASE_URL": database_url}
+        run = make(project, "dashboard-picture", "ARGS=--seconds 14", env=env)
     assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
-    counts = dict(re.findall(r"^  (.+): (\d+) series, \d+ points$", run.stdout, re.MULTILINE))
-    assert int(counts["Requests per second, by route"]) >= 3, run.stdout  # /items, /items/<id>, <unmatched>
-    assert int(counts["Duration p99 and p50, by route"]) >= 6, run.stdout
-    assert int(counts["Pods ready"]) == 2, run.stdout
+    assert "database outage: 4 connections" in run.stdout, run.stdout
+    panels = panels_described(run.stdout)
+    assert "<unmatched>" not in run.stdout, "every path of the load matches a route, shed or not"
+    assert set(panels["Requests per second, by route"]) == {"/items", "/items/<int:item_id>"}, run.stdout
+    errors = panels["Errors (5xx) and shed requests, per request, by route"]
+    # The burst: a good share of the requests shed, counted under the routes they were for.
+    assert percent(errors["shed /items/<int:item_id>"][1]) >= 20, run.stdout
+    # The outage: (nearly) every request to the database answered 5xx, and the pod not ready.
+    assert percent(errors["5xx /items/<int:item_id>"][1]) >= 90, run.stdout
+    assert panels["Pods ready"] == {"pods": ("1", "1"), "ready": ("0", "1")}, run.stdout
+    assert len(panels["Duration p99 and p50, by route"]) == 4, run.stdout
 
     data = picture.read_bytes()
     assert 10_000 < len(data) < 300_000
@@ -105,4 +134,4 @@ def test_make_dashboard_picture_draws_real_series(tmp_path: Path) -> None:
     drawn = coloured_pixels(rows, COLOURS)
     assert sum(drawn.values()) > 2000, drawn
     assert sum(1 for count in drawn.values() if count > 400) >= 2, drawn
-    print(f"\n[figures] make dashboard-picture (8 s of load): {len(data) // 1024} kB, palette pixels {drawn}")
+    print(f"\n[figures] make dashboard-picture (14 s of load): {len(data) // 1024} kB, palette pixels {drawn}")

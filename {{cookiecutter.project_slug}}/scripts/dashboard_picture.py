@@ -1,26 +1,34 @@
 """Draw the Grafana dashboard's main panels from a local run: ``make dashboard-picture``.
 
 Writes ``docs/dashboard.png``, the picture the README shows, from real data, so that it shows
-what this service's metrics really look like on its dashboard:
+what this service's metrics look like on its dashboard in a scenario a reader knows: steady
+traffic, a burst that is partly shed, then (for a service with a database) an outage of the
+database, and recovery.
 
 1. starts the service as ``make bench`` does (``python -m <package> serve`` on a free port of
-   127.0.0.1), with its concurrency limit lowered so that the load's burst is partly shed (503),
-   as an overloaded pod's would be, and the errors panel has something to show;
+   127.0.0.1), with its concurrency limit lowered so that the burst is partly shed (503), as an
+   overloaded pod's would be;
 2. starts a throwaway Prometheus (its configuration and data in a temporary folder) that scrapes
    the service's metrics every second, labelled as the chart's ServiceMonitor labels them in a
    cluster (``job`` is the release's full name: the project's slug for a release named after it);
-3. loads the service with wrk in a few phases (steady, busier, a burst, calm) on a mix of routes:
-   items found, the list, an item that does not exist and a page that does not exist (404), while
-   a thread probes readiness every second as the kubelet would;
+3. loads the service with wrk in phases (``PHASES``) on a mix of routes (items found, the list,
+   an item that does not exist), while a thread probes readiness every second as the kubelet
+   would.
+{%- if cookiecutter.database == "postgresql" %}  The service reaches its database through a proxy
+   (``database_outage.py``) that is cut for the outage phase and then restored.
+{%- else %}  There is no outage phase: the items are kept in memory, so there is no dependency
+   to cut (a project made with a database has one).
+{%- endif %}
 4. asks Prometheus (``/api/v1/query_range``) for each main panel's queries, read from the chart's
    ``dashboards/service.json`` with ``$job``, ``$__rate_interval`` and ``__METRICS_PATH__``
    filled in as Grafana and Helm would, and draws them as SVG line charts titled like the
-   panels, in one self-contained HTML page (no script, nothing fetched);
+   panels, each phase marked on them, in one self-contained HTML page (no script, nothing fetched);
 5. screenshots that page with headless Chromium.
 
 No Grafana is needed. Needs ``prometheus``, ``chromium`` and ``wrk`` on PATH (Debian/Ubuntu:
 ``sudo apt-get install prometheus chromium wrk``). Every process it starts is stopped before it
-returns, whatever happens. ``--seconds`` sets the length of the load (default 30).
+returns, whatever happens. ``--seconds`` sets the length of the load (default 40); ``--title``
+the picture's title (default: the project's name).
 """
 
 from __future__ import annotations
@@ -45,9 +53,12 @@ import urllib.parse
 import urllib.request
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, Protocol
 
 from bench import free_port, start_service, stop, wait_until_ready
+{%- if cookiecutter.database == "postgresql" %}
+from database_outage import database_outage
+{%- endif %}
 
 SLUG = "{{ cookiecutter.project_slug }}"
 PROJECT = Path(__file__).resolve().parents[1]
@@ -56,7 +67,7 @@ OUTPUT = PROJECT / "docs" / "dashboard.png"
 METRICS_PATH = "/metrics"
 POD = "local"
 MAIN_PANELS = 6  # rate, errors, duration, in flight, event-loop lag, readiness
-RATE_WINDOW = "5s"  # $__rate_interval for a 1 s scrape: short enough for a short run
+RATE_WINDOW = "4s"  # $__rate_interval for a 1 s scrape, as Grafana works it out: four scrapes
 CONCURRENCY_LIMIT = 24  # the burst's connections exceed it: some requests are shed with 503
 WIDTH, PANEL_HEIGHT, HEADER_HEIGHT = 1200, 290, 44
 COLOURS = ("#73bf69", "#f2cc0c", "#8ab8ff", "#ff780a", "#f2495c", "#5794f2", "#b877d9", "#fade2a")
@@ -67,28 +78,58 @@ OFFLINE = ("--proxy-server=http://127.0.0.1:9", "--host-resolver-rules=MAP * ~NO
 
 @dataclasses.dataclass(frozen=True)
 class Phase:
-    """A stretch of the load: its share of the run, wrk's connections, and a pause per request."""
+    """A stretch of the load: its share of the run, wrk's connections and a pause per request;
+    its ``kind`` marks it on the picture (an outage: the dependency is cut meanwhile)."""
 
     name: str
     share: float
     connections: int
     pause_ms: int
+    kind: Literal["steady", "burst", "outage"] = "steady"
 
 
+STEADY = 4, 10  # connections, ms of pause: a few hundred requests a second
 PHASES = (
-    Phase("steady", 0.35, 4, 2),
-    Phase("busier", 0.25, 12, 0),
-    Phase("burst", 0.15, 2 * CONCURRENCY_LIMIT, 0),
-    Phase("calm", 0.25, 2, 5),
+    Phase("steady traffic", 0.25, *STEADY),
+    Phase("burst", 0.15, 2 * CONCURRENCY_LIMIT, 0, "burst"),  # twice the limit: some requests are shed
+    Phase("steady", 0.15, *STEADY),
 )
-# Weighted by repetition: mostly items found, some lists, some 404s.
-PATHS = ("/items/1", "/items/1", "/items/1", "/items/1", "/items", "/items", "/items/424242", "/no-such-page")
+# Run when the service has a dependency to cut.
+OUTAGE_PHASES = (
+    Phase("outage", 0.25, *STEADY, "outage"),
+    Phase("recovered", 0.2, *STEADY),
+)
+# Weighted by repetition: mostly items found, some lists, some 404s (an item that does not exist).
+# Every path matches a route, so ``<unmatched>`` on the picture would be a bug, not the load.
+PATHS = ("/items/1", "/items/1", "/items/1", "/items/1", "/items", "/items", "/items/424242")
+
+
+class Outage(Protocol):
+    """A dependency of the service that the load's outage phase cuts, then restores."""
+
+    name: str  # what the picture calls it: "database"
+    service_args: list[str]  # the flags that point the service at it, through the cut
+
+    def cut(self) -> None: ...
+
+    def restore(self) -> None: ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Span:
+    """When a phase ran, by the wall clock (as Prometheus stamps its samples)."""
+
+    name: str
+    start: float
+    end: float
+    kind: str
 
 
 @dataclasses.dataclass
 class Series:
     name: str
     points: list[tuple[float, float]]
+    colour: str = COLOURS[0]
 
 
 @dataclasses.dataclass
@@ -197,16 +238,34 @@ def wrk_script(pause_ms: int, headers: dict[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def load(base: str, seconds: float, folder: Path, headers: dict[str, str]) -> None:
-    """Drive the service through PHASES, ``seconds`` in all, one wrk process at a time."""
-    for phase in PHASES:
-        duration = max(1, round(seconds * phase.share))
-        script = folder / f"{phase.name}.lua"
+def load(
+    base: str, seconds: float, folder: Path, headers: dict[str, str], outage: Outage | None
+) -> list[Span]:
+    """Drive the service through PHASES, then OUTAGE_PHASES if there is an ``outage`` to cause,
+    ``seconds`` in all, one wrk process at a time. Returns when each phase ran."""
+    phases = [*PHASES, *(OUTAGE_PHASES if outage is not None else ())]
+    total_share = sum(phase.share for phase in phases)
+    spans = []
+    for number, phase in enumerate(phases):
+        duration = max(1, round(seconds * phase.share / total_share))
+        script = folder / f"phase{number}.lua"
         script.write_text(wrk_script(phase.pause_ms, headers), encoding="utf-8")
         command = [TOOLS["wrk"], "-t1", f"-c{phase.connections}", f"-d{duration}s", "-s", str(script), base]
-        print(f"  {phase.name}: {phase.connections} connections for {duration} s")
-        if run_bounded(command, timeout=duration + 15).returncode != 0:
-            raise RuntimeError(f"wrk failed in the {phase.name} phase")
+        cut = outage if phase.kind == "outage" else None
+        name = f"{cut.name} {phase.name}" if cut is not None else phase.name
+        print(f"  {name}: {phase.connections} connections for {duration} s")
+        start = time.time()
+        if cut is not None:
+            cut.cut()
+        try:
+            succeeded = run_bounded(command, timeout=duration + 15).returncode == 0
+        finally:
+            if cut is not None:
+                cut.restore()
+        if not succeeded:
+            raise RuntimeError(f"wrk failed in the {name} phase")
+        spans.append(Span(name, start, time.time(), phase.kind))
+    return spans
 
 
 @contextlib.contextmanager
@@ -252,9 +311,13 @@ def query_panels(prometheus: str, start: float, end: float) -> list[Panel]:
             result = get_json(f"{prometheus}/api/v1/query_range?{query}")["data"]["result"]
             for item in result:
                 points = [(float(t), float(v)) for t, v in item["values"] if math.isfinite(float(v))]
-                series.append(Series(legend(target.get("legendFormat", ""), item["metric"]), points))
+                if points:
+                    series.append(Series(legend(target.get("legendFormat", ""), item["metric"]), points))
+        series.sort(key=lambda one: one.name)
+        for index, one in enumerate(series):  # Grafana's way: the palette in turn
+            one.colour = COLOURS[index % len(COLOURS)]
         unit = panel.get("fieldConfig", {}).get("defaults", {}).get("unit", "short")
-        panels.append(Panel(panel["title"], unit, sorted(series, key=lambda one: one.name)))
+        panels.append(Panel(panel["title"], unit, series))
     return panels
 
 
@@ -276,12 +339,15 @@ def nice_ceiling(value: float) -> float:
     return next(step * power for step in (1.0, 2.0, 2.5, 5.0, 10.0) if step * power >= value)
 
 
-def chart_svg(panel: Panel, start: float, end: float, width: int, height: int) -> str:
-    """One panel's series as SVG polylines on a grid, with the y axis in the panel's unit."""
-    left, right, top, bottom = 74, 10, 8, 22
+def chart_svg(panel: Panel, spans: list[Span], start: float, end: float, width: int, height: int) -> str:
+    """One panel's series as SVG polylines on a grid, with the y axis in the panel's unit, and
+    the load's phases marked as Grafana marks annotations: a name over each, the outage shaded."""
+    left, right, top, bottom = 74, 10, 18, 22
     plot_w, plot_h = width - left - right, height - top - bottom
     highest = max((value for one in panel.series for _, value in one.points), default=0.0)
     y_max = 4 * nice_ceiling(highest * 1.05 / 4) if highest > 0 else 1.0  # four round steps
+    if panel.unit == "percentunit" and highest <= 1:
+        y_max = min(y_max, 1.0)  # a share tops out at 100%
 
     def x(t: float) -> float:
         return left + (t - start) / (end - start) * plot_w
@@ -290,6 +356,13 @@ def chart_svg(panel: Panel, start: float, end: float, width: int, height: int) -
         return top + plot_h - value / y_max * plot_h
 
     parts = [f'<svg width="{width}" height="{height}" xmlns="http://www.w3.org/2000/svg">']
+    for span in spans:
+        parts.append(
+            f'<rect x="{x(span.start):.1f}" y="{top}" width="{x(span.end) - x(span.start):.1f}" '
+            f'height="{plot_h}" class="{span.kind}"/>'
+        )
+        name, kind = html.escape(span.name), span.kind
+        parts.append(f'<text x="{x(span.start) + 3:.1f}" y="{top - 5}" class="{kind}-name">{name}</text>')
     for tick in range(5):
         value = y_max * tick / 4
         parts.append(
@@ -301,15 +374,16 @@ def chart_svg(panel: Panel, start: float, end: float, width: int, height: int) -
         )
     step = max(5, round((end - start) / 6 / 5) * 5)
     for t in range(math.ceil(start / step) * step, int(end) + 1, step):
+        if x(t) > width - right - 24:  # its label would be cut off at the edge
+            continue
         label = time.strftime("%H:%M:%S", time.localtime(t))
         parts.append(
             f'<text x="{x(t):.1f}" y="{height - 6}" class="axis" text-anchor="middle">{label}</text>'
         )
-    for index, one in enumerate(panel.series):
-        colour = COLOURS[index % len(COLOURS)]
+    for one in panel.series:
         for run in contiguous(one.points):
             path = " ".join(f"{x(t):.1f},{y(value):.1f}" for t, value in run)
-            parts.append(f'<polyline points="{path}" fill="none" stroke="{colour}" stroke-width="1.6"/>')
+            parts.append(f'<polyline points="{path}" fill="none" stroke="{one.colour}" stroke-width="1.6"/>')
     if not panel.series:
         parts.append(
             f'<text x="{width / 2}" y="{height / 2}" class="nodata" text-anchor="middle">No data</text>'
@@ -341,26 +415,33 @@ h2 { margin: 6px 10px 0; font-size: 13px; font-weight: 500; color: #d8d9da; }
 .grid { stroke: #2c3235; stroke-width: 1; }
 .axis { fill: #8e8e9e; font-size: 11px; }
 .nodata { fill: #8e8e9e; font-size: 14px; }
+.steady { fill: none; stroke: #464c54; stroke-dasharray: 3 3; }
+.burst { fill: #f2cc0c; fill-opacity: 0.07; stroke: #f2cc0c; stroke-opacity: 0.5; stroke-dasharray: 3 3; }
+.outage { fill: #f2495c; fill-opacity: 0.12; stroke: #f2495c; stroke-opacity: 0.6; stroke-dasharray: 3 3; }
+.steady-name { fill: #8e8e9e; font-size: 10px; }
+.burst-name { fill: #f2cc0c; font-size: 10px; }
+.outage-name { fill: #ff7383; font-size: 10px; }
 ul { list-style: none; margin: 0 10px; padding: 0; display: flex; flex-wrap: wrap; gap: 2px 14px; }
 li::before { content: ""; display: inline-block; width: 14px; height: 4px; margin: 0 5px 2px 0;
   background: var(--colour); vertical-align: middle; }
 """
 
 
-def page(panels: list[Panel], start: float, end: float, subtitle: str) -> str:
+def page(panels: list[Panel], spans: list[Span], title: str, subtitle: str) -> str:
     """The self-contained page Chromium photographs: the panels two by two, as on the dashboard."""
     chart_w, chart_h = WIDTH // 2 - 14, PANEL_HEIGHT - 62
+    start, end = spans[0].start - 3, spans[-1].end + 3
     sections = []
     for panel in panels:
         items = "".join(
-            f'<li style="--colour: {COLOURS[index % len(COLOURS)]}">{html.escape(one.name or "value")}</li>'
-            for index, one in enumerate(panel.series)
+            f'<li style="--colour: {one.colour}">{html.escape(one.name or "value")}</li>'
+            for one in panel.series
         )
-        svg = chart_svg(panel, start, end, chart_w, chart_h)
+        svg = chart_svg(panel, spans, start, end, chart_w, chart_h)
         sections.append(f"<section><h2>{html.escape(panel.title)}</h2>{svg}<ul>{items}</ul></section>")
     return (
         f'<!doctype html><html><head><meta charset="utf-8"><style>{STYLE % PANEL_HEIGHT}</style></head>'
-        f"<body><header>{html.escape(SLUG)}<small>{html.escape(subtitle)}</small></header>"
+        f"<body><header>{html.escape(title)}<small>{html.escape(subtitle)}</small></header>"
         f"<main>{''.join(sections)}</main></body></html>"
     )
 
@@ -394,17 +475,22 @@ def screenshot(html_file: Path, output: Path, height: int, profile: Path) -> Non
 
 
 def describe(panels: list[Panel]) -> list[str]:
-    """One line per panel: its series and points; the first (requests per second) must have data."""
+    """Each panel's series, with the range of their values: what the picture shows, in words.
+    The first panel (requests per second) must have data."""
     lines = []
     for panel in panels:
         points = sum(len(one.points) for one in panel.series)
         lines.append(f"  {panel.title}: {len(panel.series)} series, {points} points")
+        for one in panel.series:
+            values = [value for _, value in one.points]
+            low, high = format_value(min(values), panel.unit), format_value(max(values), panel.unit)
+            lines.append(f"    {one.name or 'value'}: {low} to {high}")
     if not panels or not panels[0].series:
         raise RuntimeError("Prometheus has no requests of the service: was it scraped?")
     return lines
 
 
-def make_picture(seconds: float, output: Path, service_args: Sequence[str]) -> None:
+def make_picture(seconds: float, output: Path, title: str, service_args: Sequence[str]) -> None:
     headers: dict[str, str] = {}
     with (
         tempfile.TemporaryDirectory(prefix="dashboard-picture-") as temporary,
@@ -420,6 +506,14 @@ def make_picture(seconds: float, output: Path, service_args: Sequence[str]) -> N
         headers["Authorization"] = f"Bearer {provider.token(lifetime=3600)}"
         os.environ.update(provider.environment())
 {%- endif %}
+{%- if cookiecutter.database == "postgresql" %}
+        database = stack.enter_context(database_outage())
+        outage: Outage | None = database
+        service_args = [*database.service_args, *service_args]
+{%- else %}
+        outage: Outage | None = None
+        print("no outage phase: the items are kept in memory, so there is no dependency to cut")
+{%- endif %}
         limit = ["--http-max-concurrent-requests", str(CONCURRENCY_LIMIT)]
         process, base = start_service(sys.executable, [*limit, *service_args], cwd=PROJECT)
         stack.callback(stop, process)
@@ -428,27 +522,26 @@ def make_picture(seconds: float, output: Path, service_args: Sequence[str]) -> N
         prometheus = start_prometheus(folder, base.removeprefix("http://"), stack)
         wait_for_first_scrape(prometheus)
         print(f"service at {base}, Prometheus at {prometheus}; {seconds:g} s of load:")
-        start = time.time() - 3
         with probing_readiness(f"{base}/health/ready"):
-            load(base, seconds, folder, headers)
-            time.sleep(3)  # the calm after, and a last scrape
-        end = time.time()
-        panels = query_panels(prometheus, start, end)
+            spans = load(base, seconds, folder, headers, outage)
+            time.sleep(3)  # a last scrape after the load
+        panels = query_panels(prometheus, spans[0].start - 3, spans[-1].end + 3)
         print("\n".join(describe(panels)))
-        day = time.strftime("%Y-%m-%d")
-        subtitle = f"a local run: {seconds:g} s of wrk load, scraped every second by Prometheus, {day}"
+        scenario = ", ".join(span.name for span in spans)
+        subtitle = f"a local run, {time.strftime('%Y-%m-%d')}: {scenario} ({seconds:g} s of wrk load)"
         html_file = folder / "dashboard.html"
-        html_file.write_text(page(panels, start, end, subtitle), encoding="utf-8")
+        html_file.write_text(page(panels, spans, title, subtitle), encoding="utf-8")
         screenshot(html_file, output, page_height(len(panels)), folder / "chromium")
     print(f"wrote {output} ({output.stat().st_size // 1024} kB)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--seconds", type=float, default=30, help="seconds of load in all (default 30)")
+    parser.add_argument("--seconds", type=float, default=40, help="seconds of load in all (default 40)")
     parser.add_argument(
         "--output", type=Path, default=OUTPUT, help="the PNG to write (default docs/dashboard.png)"
     )
+    parser.add_argument("--title", default=SLUG, help=f"the picture's title (default {SLUG})")
     parser.add_argument("service_args", nargs="*", help="flags for the service, after --")
     args = parser.parse_args(argv)
     missing = missing_tools()
@@ -459,7 +552,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     try:
-        make_picture(args.seconds, args.output.resolve(), args.service_args)
+        make_picture(args.seconds, args.output.resolve(), args.title, args.service_args)
     except (RuntimeError, urllib.error.URLError, OSError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 1
