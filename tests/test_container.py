@@ -1,4 +1,5 @@
-"""The artefact tier, part 1: the generated project's image, built with its own `make docker`, run for real.
+"""The artefact tier, part 1: the generated project's image, built with its own `make docker`, run for real,
+alone and as its Helm chart's pod (`podman kube play`).
 
 podman builds and runs it (no Docker engine here). The image runs the newest supported CPython by
 default and must run the lowest too, so it is built and run on both. There is no registry either,
@@ -11,6 +12,7 @@ base is a build argument.
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import json
 import os
@@ -23,6 +25,7 @@ import tomllib
 from collections.abc import Iterator
 from pathlib import Path
 
+import helm_python as helm
 import pytest
 import yaml
 
@@ -168,6 +171,7 @@ def test_image_metadata(image: Base) -> None:
     config = json.loads(podman("image", "inspect", image.image).stdout)[0]["Config"]
     assert config["User"] == f"{NON_ROOT_UID}:{NON_ROOT_UID}"
     assert config["Entrypoint"] == [DEFAULT_SLUG]
+    assert config["WorkingDir"] == "/app"
     healthcheck = json.loads(podman("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image.image).stdout)
     assert healthcheck["Test"] == ["CMD", "python3", "-m", f"{DEFAULT_PACKAGE}.healthcheck"]
     labels = config["Labels"]
@@ -202,6 +206,93 @@ def test_runs_read_only_as_non_root_answers_probes_and_stops_cleanly(image: Base
     assert "service ready" in events
     assert "stop signal received; draining" in events
     assert events[-1] == "server stopped"
+
+
+def played_pod(image: Base, project: Path, work: Path, api_port: int, management_port: int) -> tuple[Path, str]:
+    """The chart's Deployment and ConfigMap (management port on, one replica, the image local), and its
+    Secret as a podman secret: the file to play, the secret's name.
+
+    Two things podman (4.3, Debian's) does otherwise than Kubernetes, bridged here, not in the chart:
+    it publishes each containerPort on every interface of the host, so each gets a hostPort on
+    127.0.0.1 (a free one); and it stores a played Secret in a form its own envFrom cannot read
+    back ("not valid JSON"), so the Secret's data goes in as the podman secret envFrom reads (JSON,
+    values base64-encoded). It turns the httpGet probes into healthchecks that run curl, which the
+    image has not, through systemd timers, which this machine has not: they never run here, and the
+    test runs the image's own HEALTHCHECK instead, as Docker and podman run it.
+    """
+    repository, tag = image.image.rsplit(":", 1)
+    release = f"kube{api_port}"
+    values = {
+        "image": {"repository": repository, "tag": tag, "pullPolicy": "Never"},
+        "replicaCount": 1,
+        "managementPort": 9090,
+        # Observable: the probes' requests are logged only with it.
+        "secretEnv": {f"{DEFAULT_PACKAGE.upper()}_LOGGING_ACCESS_LOG_PROBES": "true"},
+    }
+    rendered = helm.Chart.load(project / "charts" / DEFAULT_SLUG).render(values, name=release, namespace="default",
+                                                                        is_install=True)
+    documents = [document for path, text in rendered.items() if not path.endswith("NOTES.txt")
+                 for document in yaml.safe_load_all(text) if document]  # fmt: skip
+    by_kind = {document["kind"]: document for document in documents
+               if document["metadata"]["name"] == f"{release}-{DEFAULT_SLUG}"}  # fmt: skip
+    deployment, settings, secret = by_kind["Deployment"], by_kind["ConfigMap"], by_kind["Secret"]
+    for port in deployment["spec"]["template"]["spec"]["containers"][0]["ports"]:
+        port.update(hostIP="127.0.0.1", hostPort={CONTAINER_PORT: api_port, 9090: management_port}[port["containerPort"]])
+    played = work / "pod.yaml"
+    played.write_text(yaml.safe_dump_all([settings, deployment]), encoding="utf-8")
+    data = work / "secret.json"
+    data.write_text(json.dumps({key: base64.b64encode(value.encode()).decode() for key, value in secret["stringData"].items()}),
+                    encoding="utf-8")
+    podman("secret", "create", secret["metadata"]["name"], str(data))
+    return played, secret["metadata"]["name"]
+
+
+def test_the_chart_s_pod_runs_under_kube_play_serves_and_drains(image: Base, project: Path, tmp_path: Path) -> None:
+    """As Kubernetes runs it: the chart's pod, non-root, read-only, from the image's /app; the API and the
+    management port answer, the image's HEALTHCHECK asks the port the chart's settings name, and SIGTERM
+    drains it to exit 0."""
+    if image.python != NEWEST:
+        pytest.skip("the pod is the same on every base: played once, on the image's default Python")
+    started = time.monotonic()
+    api_port, management_port = free_port(), free_port()
+    api, management = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{management_port}"
+    played, secret = played_pod(image, project, tmp_path, api_port, management_port)
+    try:
+        play = podman("kube", "play", str(played), check=False, timeout=180)
+        # It prints "Pod:", the pod's id, "Container:", the container's, even when that did not start.
+        ids = dict(re.findall(r"^(Pod|Container):\n(\w+)$", play.stdout, flags=re.M))
+        assert play.returncode == 0 and "Error" not in play.stderr and len(ids) == 2, play.stdout + play.stderr
+        pod, container = ids["Pod"], ids["Container"]
+        wait_until_ready(container, f"{management}/health/ready")
+        assert get_json(f"{api}/items")[0] == 200
+        assert get_json(f"{api}/health/live")[0] == 404, "the health checks are on the management port alone"
+        inspected = json.loads(podman("inspect", container).stdout)[0]
+        assert inspected["Config"]["User"] == f"{NON_ROOT_UID}:{NON_ROOT_UID}"
+        assert inspected["HostConfig"]["ReadonlyRootfs"] is True
+        assert inspected["HostConfig"]["Memory"] > 0, "the chart's memory limit"
+        assert podman("exec", container, "stat", "-c", "%u %a", "/app").stdout.split() == ["0", "755"]
+        healthcheck = json.loads(podman("image", "inspect", "--format", "{{json .Config.Healthcheck}}", image.image).stdout)
+        assert healthcheck["Test"][0] == "CMD"
+        check = podman("exec", container, *healthcheck["Test"][1:], check=False)
+        assert check.returncode == 0, f"the image's HEALTHCHECK failed: {check.stdout}{check.stderr}"
+        shown = podman("exec", container, DEFAULT_SLUG, "config", "show").stdout
+        assert "# settings file: /etc/service/settings.yml" in shown and "port: 9090  # file" in shown
+
+        stopping = time.monotonic()
+        podman("pod", "stop", "--time", "45", pod, timeout=60)
+        stopped_in = time.monotonic() - stopping
+        assert json.loads(podman("inspect", container).stdout)[0]["State"]["ExitCode"] == 0
+        assert stopped_in < 30, "SIGTERM reached the service, which drained and exited (no SIGKILL)"
+        records = [json.loads(line) for line in podman("logs", container).stdout.splitlines()]  # all JSON
+        events = [record["event"] for record in records]
+        assert "service ready" in events and "stop signal received; draining" in events
+        assert events[-1] == "server stopped"
+        assert any(record.get("path") == "/health/ready" for record in records), "the Secret's setting reached it"
+    finally:  # the pod (stopped or not: SIGKILL after 10 s) and its infra container, then the secret
+        podman("kube", "down", str(played), check=False, timeout=60)
+        podman("secret", "rm", secret, check=False)
+    print(f"\n[figures] the chart's pod under podman kube play: played, served and drained (SIGTERM to exit 0 in "
+          f"{stopped_in:.1f} s) in {time.monotonic() - started:.0f} s")
 
 
 # Run in the image as its user: what its virtualenv holds and what else the build left.
@@ -307,7 +398,8 @@ def test_dockerfile_installs_the_dependencies_before_the_code(project: Path) -> 
                     "UV_COMPILE_BYTECODE=1"):
         assert setting in environment, setting
     assert [line for line in final if line.startswith(("COPY", "ADD", "RUN"))] == [
-        "COPY --from=builder /opt/venv /opt/venv"
+        "COPY --from=builder /opt/venv /opt/venv",
+        "RUN mkdir -p /app",  # the working directory, which buildah's WORKDIR does not make
     ]
 
 
