@@ -62,6 +62,8 @@ class IdentityProvider:
     # What /token answers with (a test may make it fail or shorten the lifetime).
     token_status: int = 200
     token_lifetime: int = 3600
+    # Seconds /jwks takes to answer (a test may make the identity provider slow).
+    jwks_delay: float = 0.0
     issuer: str = ""  # known once started
     _server: ThreadingHTTPServer | None = None
 
@@ -139,6 +141,7 @@ def _handler_for(provider: IdentityProvider) -> type[BaseHTTPRequestHandler]:
                 )
             elif self.path == "/jwks":
                 provider.jwks_requests += 1
+                time.sleep(provider.jwks_delay)  # this request's own thread
                 self._json(200, provider.jwks())
             else:
                 self._json(404, {"error": "not_found"})

@@ -25,14 +25,21 @@ from quart.typing import TestClientProtocol as QuartClient
 
 from {{ cookiecutter.package_name }} import cli
 from {{ cookiecutter.package_name }}.chassis import server
-from {{ cookiecutter.package_name }}.chassis.auth import public, requires_scopes
+from {{ cookiecutter.package_name }}.chassis.auth import (
+    VERIFIED_TOKEN_CHARACTERS,
+    TokenVerifier,
+    public,
+    requires_scopes,
+)
 from {{ cookiecutter.package_name }}.chassis.caller import current_caller
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
 from {{ cookiecutter.package_name }}.chassis.openapi import openapi_document
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
+from {{ cookiecutter.package_name }}.chassis.signing_keys import SigningKeys
 from {{ cookiecutter.package_name }}.settings import (
     ENV_PREFIX,
     AuthSettings,
+    HttpSettings,
     ResourcesSettings,
     Settings,
     load_settings,
@@ -179,6 +186,51 @@ async def test_a_new_key_is_fetched_once_and_forged_key_ids_cost_no_more_fetches
         responses = await asyncio.gather(*(call(client, token) for token in forged))
         assert {response.status_code for response in responses} == {401}
     assert identity_provider.jwks_requests == fetches + 1, "a flood of forged key ids: one fetch"
+
+
+async def test_forged_key_ids_never_hold_valid_requests_back_while_the_identity_provider_is_slow(
+    identity_provider: IdentityProvider,
+) -> None:
+    """Requests with an unknown key id do not wait, each holding a place, for a slow fetch."""
+    settings = Settings(
+        auth=identity_provider.settings(keys_refetch_interval=REFETCH_INTERVAL),
+        http=HttpSettings(max_concurrent_requests=8),
+    )
+    app = create_test_app(settings)
+    async with app.test_app():
+        await part_of(app, Lifecycle).wait_until_started()
+        client = app.test_client()
+        await asyncio.sleep(REFETCH_INTERVAL)
+        identity_provider.jwks_delay = 2.0
+        forged = identity_provider.token(key=make_key("ES256", kid="forged"))
+        forged_calls = [asyncio.create_task(call(client, forged)) for _ in range(6)]
+        await asyncio.sleep(0.2)  # the first of them is fetching the keys, slowly
+        started = time.monotonic()
+        valid = await asyncio.gather(*(call(client, identity_provider.token()) for _ in range(5)))
+        valid_seconds = time.monotonic() - started
+        refused = await asyncio.gather(*forged_calls)
+    assert [response.status_code for response in valid] == [200] * 5
+    assert valid_seconds < 1.0
+    assert {response.status_code for response in refused} == {401}
+
+
+async def test_the_tokens_remembered_are_bounded_by_their_length_too(
+    identity_provider: IdentityProvider,
+) -> None:
+    """Long tokens (large claims) cannot fill the memory: at most VERIFIED_TOKEN_CHARACTERS of them."""
+    settings = identity_provider.settings()
+    keys = SigningKeys(settings)
+    await keys.start()
+    try:
+        verifier = TokenVerifier(settings, keys)
+        groups = [f"group-{index:04d}-{'x' * 30}" for index in range(240)]  # a realistic groups claim
+        for index in range(600):
+            verifier.verify(identity_provider.token(sub=f"user-{index}", groups=groups))
+    finally:
+        await keys.stop()
+    # Read from inside: nothing outside the verifier may see what it remembers.
+    assert verifier._verified_characters <= VERIFIED_TOKEN_CHARACTERS
+    assert 100 < len(verifier._verified) < 600
 
 
 async def test_held_keys_keep_serving_while_the_identity_provider_is_down(

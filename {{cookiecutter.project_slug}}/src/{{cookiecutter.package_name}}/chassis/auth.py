@@ -57,6 +57,9 @@ from .signing_keys import SigningKeys
 BEARER_SCHEME = "bearer"
 # Tokens verified before, kept until the keys change; a bound on the memory they take.
 VERIFIED_TOKENS = 4096
+# And at most this many characters of them: a token's parsed claims take several times its
+# length in memory, so 4 MiB of tokens (256 of the longest) stays well inside a pod's memory.
+VERIFIED_TOKEN_CHARACTERS = 4 * 1024 * 1024
 # A JWT of a few kB at most; a longer header is refused before anything is decoded.
 MAX_TOKEN_LENGTH = 16_384
 _AUTH_ATTRIBUTE = "_auth_required_scopes"
@@ -136,12 +139,14 @@ class TokenVerifier:
             required["iss"] = {"essential": True, "value": settings.issuer}
         self._claims = jwt.JWTClaimsRegistry(leeway=settings.leeway, **required)
         self._verified: dict[str, tuple[Caller, float, float]] = {}
+        self._verified_characters = 0
         self._generation = -1
 
     def verify(self, token: str) -> Caller:
         """The caller ``token`` stands for; raises ``InvalidToken`` (``UnknownKey``) if it is not valid."""
         if self._generation != self._keys.generation:  # a key may be gone: check every token again
             self._verified.clear()
+            self._verified_characters = 0
             self._generation = self._keys.generation
         remembered = self._verified.get(token)
         if remembered is not None:
@@ -153,10 +158,20 @@ class TokenVerifier:
                 raise InvalidToken("expired", "The token has expired.")
             return caller
         caller, not_before, expires = self._verify_anew(token)
-        if len(self._verified) >= VERIFIED_TOKENS:
-            del self._verified[next(iter(self._verified))]  # the oldest
-        self._verified[token] = (caller, not_before, expires)
+        self._remember(token, (caller, not_before, expires))
         return caller
+
+    def _remember(self, token: str, verified: tuple[Caller, float, float]) -> None:
+        """Keep ``token``'s verification, forgetting the oldest beyond either bound."""
+        while self._verified and (
+            len(self._verified) >= VERIFIED_TOKENS
+            or self._verified_characters + len(token) > VERIFIED_TOKEN_CHARACTERS
+        ):
+            oldest = next(iter(self._verified))
+            del self._verified[oldest]
+            self._verified_characters -= len(oldest)
+        self._verified[token] = verified
+        self._verified_characters += len(token)
 
     def _verify_anew(self, token: str) -> tuple[Caller, float, float]:
         try:

@@ -111,8 +111,13 @@ class SigningKeys(Resource):
     async def refetch(self) -> None:
         """Fetch the keys again for a token signed with an unknown key, if that is allowed now.
 
-        Callers that come while a fetch is under way wait for it rather than start another.
+        A caller that comes while a fetch is under way neither waits for it nor starts another:
+        its token is refused now (a client tries again). Otherwise requests with forged key
+        ids would wait, each holding a place among ``http.max_concurrent_requests``, for as
+        long as a slow identity provider takes, and valid requests would be shed meanwhile.
         """
+        if self._fetching.locked():
+            return
         seen = self.generation
         async with self._fetching:
             if self.generation != seen:
