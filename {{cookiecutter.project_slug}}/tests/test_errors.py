@@ -11,6 +11,7 @@ from quart.typing import TestClientProtocol as QuartClient
 from {{ cookiecutter.package_name }}.app import create_app
 from {{ cookiecutter.package_name }}.chassis.errors import MAX_ECHOED_PATH
 from {{ cookiecutter.package_name }}.chassis.lifecycle import Lifecycle
+from {{ cookiecutter.package_name }}.chassis.metrics import HttpMetrics
 from {{ cookiecutter.package_name }}.chassis.parts import part_of
 from {{ cookiecutter.package_name }}.services import Services
 from {{ cookiecutter.package_name }}.services.items import InMemoryItemRepository
@@ -197,6 +198,10 @@ async def test_handlers_still_running_when_the_grace_period_ends_answer_503() ->
         assert "shutdown.grace_period" in body["detail"]
         # One arriving afterwards (on a connection still open) is cut off at once.
         await problem_of(await asyncio.wait_for(client.get("/slow"), 5), 503)
+        metrics = part_of(app, HttpMetrics).exposition()[0].decode()  # /metrics is cut off too
+    # Both are shed, under their route: the service refused them to stop, they did not fail.
+    shed = 'http_server_requests_shed_total{http_request_method="GET",http_route="/slow",reason="shutdown"}'
+    assert shed + " 2.0" in metrics
 
 
 async def test_json_nested_deeper_than_the_limit_is_400(client: QuartClient) -> None:

@@ -11,8 +11,9 @@ it counts the request, the guard's refusals too, and writes the one access line.
 URL value preprocessor records the matched route template: the metric label and the
 access line use the template (``/items/<id>``), never the raw path.  A request the guard
 refuses never reaches the app, so its route is matched here, and a shed one (503 past
-the concurrency limit) is counted as shed too: on the dashboard it is load shedding on
-``/items``, not an error on a route that does not exist.
+the concurrency limit, or at the end of the shutdown grace period: ``mark_shed``) is
+counted as shed too: on the dashboard it is load shedding on ``/items``, not an error on
+a route that does not exist.
 
 A client that goes away before it is answered is counted and logged with status 499
 (nginx's "client closed request"), not as a server error: no 500 was sent.
@@ -49,13 +50,23 @@ CLIENT_CLOSED = 499
 
 @dataclasses.dataclass(slots=True)
 class _InFlight:
-    """The request being handled; the route hook fills in ``route`` from inside the app."""
+    """The request being handled; the route hook fills in ``route`` from inside the app, and
+    ``mark_shed`` why the app shed it, if it did."""
 
     route: str = UNMATCHED_ROUTE
+    shed: str | None = None
 
 
 # Set by the middleware before the app runs; Quart's handler task inherits it.
 _in_flight: ContextVar[_InFlight | None] = ContextVar("in_flight", default=None)
+
+
+def mark_shed(reason: str) -> None:
+    """Count the request being handled as shed for ``reason`` (a ``metrics.SHED_REASONS``),
+    once it is answered: called from inside the app, which refuses it to protect the service."""
+    state = _in_flight.get()
+    if state is not None:
+        state.shed = reason
 
 
 def install_instrumentation(
@@ -202,8 +213,9 @@ class _InstrumentationMiddleware:
             in_progress.dec()
             exemplar = span.trace_id if span.exported else None
             self._metrics.observe(method, state.route, status, seconds, exemplar)
-            if refusal is not None and refusal.shed is not None:
-                self._metrics.count_shed(method, state.route, refusal.shed)
+            shed = state.shed if refusal is None else refusal.shed
+            if shed is not None:
+                self._metrics.count_shed(method, state.route, shed)
             span.end(state.route, status)
             span.detach()
             if self._write_access_line is not None and state.route not in self._quiet_routes:

@@ -3,7 +3,8 @@
 - Its body: larger than ``http.max_body_size`` gets 413; one that has not arrived within
   ``http.body_timeout`` gets 408 (a slow client, not a slow service).
 - Its handler, once the body is in: longer than ``http.request_timeout`` gets 504.
-- The end of shutdown: a request still running when the grace period ends gets 503.
+- The end of shutdown: a request still running when the grace period ends gets 503, and is
+  counted as shed (``http_server_requests_shed_total{reason="shutdown"}``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,8 @@ from werkzeug.exceptions import GatewayTimeout, RequestTimeout, ServiceUnavailab
 from ..settings import HttpSettings
 from .deadlines import Deadlines
 from .host_header import HostCheckingQuart
+from .instrumentation import mark_shed
+from .metrics import SHED_SHUTDOWN
 
 
 class TimeLimitedQuart(HostCheckingQuart):
@@ -74,6 +77,7 @@ class TimeLimitedQuart(HostCheckingQuart):
 
     def _refuse_after_grace_period(self) -> None:
         if self._grace_period_over:
+            mark_shed(SHED_SHUTDOWN)  # on the dashboard: shed, not the service's own error
             raise ServiceUnavailable(
                 "The service is shutting down and the request did not finish within its grace "
                 "period (setting shutdown.grace_period); send it again."

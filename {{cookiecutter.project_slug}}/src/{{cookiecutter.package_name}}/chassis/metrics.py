@@ -6,9 +6,10 @@ The HTTP metrics are OpenTelemetry's HTTP server metrics as Prometheus names the
 ``http_server_active_requests`` by method.  Labels are bounded: ``http_route`` is the
 matched route template (``/items/<id>``), never the raw path, and requests that match no
 route share one label value, so no client can grow the number of series.  A request shed
-at the door (503 before the app runs, see ``request_guard.py``) is counted as any other,
-with the route it was for, and also in ``http_server_requests_shed_total`` by method, route
-and reason, so a dashboard can tell load shedding from the service's own errors.  When the
+(503 past the concurrency limit, before the app runs, see ``request_guard.py``; or when the
+shutdown grace period ends, see ``limits.py``) is counted as any other, with the route it was
+for, and also in ``http_server_requests_shed_total`` by method, route and reason, so a
+dashboard can tell load shedding from the service's own errors.  When the
 scraper asks for OpenMetrics, the duration's buckets carry exemplars: the trace id of a
 request that was exported as a span, so a slow bucket leads to a trace.  With more than one worker process,
 prometheus-client's multiprocess mode aggregates what every worker counted.
@@ -46,9 +47,11 @@ from .parts import attach
 MULTIPROCESS_ENV_VAR = "PROMETHEUS_MULTIPROC_DIR"
 OPENMETRICS_CONTENT_TYPE = openmetrics_exposition.CONTENT_TYPE_LATEST
 UNMATCHED_ROUTE = "<unmatched>"
-# Why a request was shed: more than http.max_concurrent_requests were running.
+# Why a request was shed: more than http.max_concurrent_requests were running; or the shutdown
+# grace period ended before it was answered.
 SHED_CONCURRENCY_LIMIT = "concurrency_limit"
-SHED_REASONS = (SHED_CONCURRENCY_LIMIT,)
+SHED_SHUTDOWN = "shutdown"
+SHED_REASONS = (SHED_CONCURRENCY_LIMIT, SHED_SHUTDOWN)
 # A worker's metrics file starts with how many of its bytes are used, then padding.
 HEADER_BYTES = 8
 # Suited to a web service: 5 ms to 10 s.
