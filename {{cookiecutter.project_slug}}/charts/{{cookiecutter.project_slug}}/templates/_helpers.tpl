@@ -175,7 +175,7 @@ request nor limit), memory.baseMiB + memory.perWorkerMiB x settings.server.worke
 is a process of its own; see values.yaml for the figures), as both request and limit: memory
 cannot be throttled, and a pod using more than it requested is the first evicted on a busy node.
 Takes a dict: context (the root), resources, and workers for a command that runs one process
-whatever server.workers says (migrate).
+whatever server.workers says (the Job of a project with a database).
 */}}
 {{- define "service.resources" -}}
 {{- $values := .context.Values }}

@@ -146,9 +146,10 @@ def load_or_exit(
 
     ``serves``: what the command serves, whose settings it needs (``serve`` the API, a
     worker the background work, ``openapi`` nothing: no identity provider, say).
-    ``logs``: the command runs the service and writes logs (``serve``, ``worker``, ``migrate``).
-    The line is then a log line, JSON when the logs would be (a collector reads a pod's logs
-    as JSON, its last line too); else, and for the commands a person reads, ``error: ...``.
+    ``logs``: the command runs the service and writes logs (``serve`` does, and so may those of
+    the optional parts).  The line is then a log line, JSON when the logs would be (a collector
+    reads a pod's logs as JSON, its last line too); else, and for the commands a person reads
+    (``config check``), ``error: ...``.
     """
     try:
         return load_settings(cli=flags, config_file=config_file, serves=serves)
