@@ -256,6 +256,49 @@ def test_events_out_commands_in_and_poison_dead_lettered(deployment: Deployment)
         assert str(dead[0][1]["x-dead-letter-reason"]).startswith("not a CloudEvent")
 
 
+# What a red-team pass sent: once, 16 of the first took every RabbitMQ prefetch slot for good
+# (a RecursionError left them unsettled) and NATS redelivered them forever; the others broke the
+# runner's log line and count, or failed the inbox's insert and were retried as errors.
+POISON = {
+    "nested 1,100 deep": b"[" * 1100 + b"]" * 1100,
+    "a lone surrogate in the id": b'{"specversion": "1.0", "id": "x\\ud800", "source": "/t", "type": "items.create"}',
+    "a NUL in the id": b'{"specversion": "1.0", "id": "a\\u0000b", "source": "/t", "type": "items.create"}',
+    "an id of 101 characters": json.dumps(
+        {"specversion": "1.0", "id": "x" * 101, "source": "/t", "type": "items.create"}
+    ).encode(),
+}
+
+
+@pytest.mark.hostile
+def test_a_flood_of_poison_never_stalls_the_valid_commands(deployment: Deployment) -> None:
+    bare = deployment.bare
+    flood = [body for body in POISON.values() for _ in range(50)]
+    with deployment.serving() as service:
+        service.ready()
+        bare.watch_events()
+        started = time.monotonic()
+        bare.send(command({"name": "before the flood", "price_cents": 1}))
+        assert len(eventually(bare.events, lambda found: len(found) >= 1)) == 1
+        normal = time.monotonic() - started
+        bare.send(*flood)
+        started = time.monotonic()
+        bare.send(command({"name": "after the flood", "price_cents": 1}))
+        (event, _), = eventually(bare.events, lambda found: len(found) >= 1)
+        after_flood = time.monotonic() - started
+        dead = eventually(bare.dead_letters, lambda found: len(found) >= len(flood))
+        assert get_json(f"{service.base}/health/ready")[0] == 200
+        log = service.stopped(signal.SIGTERM)
+    assert event["data"]["name"] == "after the flood"
+    assert sorted(body for body, _ in dead) == sorted(flood), "each dead-lettered once"
+    assert all(str(headers["x-dead-letter-reason"]).startswith("not a CloudEvent") for _, headers in dead)
+    assert '"outcome": "unsettled"' not in log
+    assert '"level": "error"' not in log
+    log.encode("utf-8")  # every line valid UTF-8
+    print(f"\n[figures] {deployment.generated.broker}: a command {normal * 1000:.0f} ms alone, "
+          f"{after_flood * 1000:.0f} ms behind {len(flood)} poison commands")
+    assert after_flood < normal + 1.0
+
+
 def test_a_command_that_fails_every_time_is_dead_lettered_after_max_deliveries(deployment: Deployment) -> None:
     """The database goes away: each attempt fails, and the command ends as a dead letter, once."""
     proxy = TcpProxy(POSTGRES_HOST, POSTGRES_PORT)
