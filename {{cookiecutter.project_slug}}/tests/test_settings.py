@@ -282,15 +282,15 @@ def test_a_secret_file_that_holds_no_value_is_refused(
 
 def test_a_file_named_for_any_setting_never_has_its_content_shown(tmp_path: Path) -> None:
     """A Secret wired to the wrong variable (or /proc/self/environ) must not reach the log."""
-    wrong_file = tmp_path / "database-url"
-    wrong_file.write_text("postgresql://app:hunter2@db/app", encoding="utf-8")
+    wrong_file = tmp_path / "webhook-url"
+    wrong_file.write_text("https://app:hunter2@hooks.example/in", encoding="utf-8")
     with pytest.raises(SettingsError) as error:
         load_settings(environ={f"{PREFIX}_LOGGING_LEVEL_FILE": str(wrong_file)})
     message = str(error.value)
     shown = "(the file's content, not shown)"
     assert message.startswith(f"invalid setting logging.level = {shown} (from file {wrong_file}")
     assert "hunter2" not in message
-    assert "postgresql" not in message
+    assert "hooks.example" not in message
 
 
 def test_a_fifo_named_for_a_setting_is_refused_at_once(tmp_path: Path) -> None:
