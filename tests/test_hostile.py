@@ -25,9 +25,11 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import h2.config
+import h2.connection
 import pytest
 
-from helpers import DEFAULT_PACKAGE, clean_env, free_port, render, wait_for_status
+from helpers import DEFAULT_PACKAGE, clean_env, free_port, get_json, render, wait_for_status
 from servers import REDIS_URL, psql, throwaway_database
 
 pytestmark = [pytest.mark.slow, pytest.mark.hostile]
@@ -185,6 +187,38 @@ def test_slow_header_clients_are_cut_off_while_the_probes_keep_answering(project
     assert answered == probes
     assert len(cut_off_at) == SLOW_CLIENTS
     assert max(cut_off_at.values()) < 4.5
+
+
+def rapid_reset(port: int, streams: int) -> None:
+    """An HTTP/2 rapid reset (CVE-2023-44487): ``streams`` requests, each cancelled at once."""
+    connection = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    connection.initiate_connection()
+    headers = [(":method", "GET"), (":path", "/health/live"), (":scheme", "http"), (":authority", "x")]
+    with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+        for stream in range(1, 2 * streams, 2):
+            connection.send_headers(stream, headers, end_stream=True)
+            connection.reset_stream(stream)
+            if stream % 200 == 1:
+                with contextlib.suppress(OSError):  # the server may close it any time now
+                    sock.sendall(connection.data_to_send())
+        with contextlib.suppress(OSError):
+            sock.sendall(connection.data_to_send())
+            sock.recv(65536)
+
+
+def test_an_http2_rapid_reset_closes_the_connection_and_logs_one_warning(project: Path, tmp_path: Path) -> None:
+    """Each attacking connection once logged an ExceptionGroup traceback at error level."""
+    with serving(project, tmp_path) as service:
+        for _ in range(5):
+            rapid_reset(service.port, streams=5000)
+        status, _ = get_json(f"{service.base}/health/live")
+        lines = service.lines()
+    warnings = [line for line in lines if line["event"] == "a client broke the protocol; its connection was closed"]
+    assert status == 200
+    assert [line for line in lines if line["level"] in ("error", "critical")] == []
+    assert len(warnings) == 1, "throttled: one line a minute"
+    assert warnings[0]["level"] == "warning"
+    assert "exception" not in warnings[0], "no traceback"
 
 
 def test_oversized_headers_get_431_and_memory_stays_flat(project: Path, tmp_path: Path) -> None:

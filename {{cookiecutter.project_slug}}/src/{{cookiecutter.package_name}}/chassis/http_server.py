@@ -16,6 +16,11 @@ Requests Hypercorn cannot parse never reach the app: it answers them itself, wit
 empty body (and 501 for an unknown Transfer-Encoding, a server error for a client's
 mistake).  ``answer_unparsable_requests_with_problems`` makes those answers problems
 like every other error: see there for the one Hypercorn internal the chassis relies on.
+
+A client that breaks HTTP/2 (a rapid reset: thousands of streams opened and cancelled)
+ends its own connection with an error Hypercorn does not catch; asyncio would log each
+such connection as an error with a traceback, so anyone could fill the logs and fire
+error alerts.  It is a warning without a traceback, at most one per minute per kind.
 """
 
 from __future__ import annotations
@@ -23,21 +28,29 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from typing import Any
 
+import h2.exceptions
 import h11
 import hypercorn.asyncio
 from hypercorn.config import Config, Sockets
 from hypercorn.protocol.h11 import H11Protocol
+from priority.priority import PriorityError
 from quart import Quart
 
 from ..settings import Settings
 from .errors import CONTENT_TYPE, problem_document
+from .logging import Throttled, get_logger
 from .security import SECURITY_HEADERS
+
+log = get_logger(__name__)
 
 # Seconds Hypercorn's own graceful timeout adds to ``shutdown.grace_period``.
 ENGINE_GRACE_MARGIN = 1.0
 # Connections the kernel queues before they are accepted (it caps this at net.core.somaxconn).
 BACKLOG = 2048
+# What a client's own protocol violations raise in the connection's task.
+CLIENT_PROTOCOL_ERRORS = (h2.exceptions.ProtocolError, PriorityError, h11.RemoteProtocolError)
 UNPARSABLE_DETAIL = {
     400: "The request is not valid HTTP.",
     431: "The request's headers are too large (setting http.max_header_size).",
@@ -72,11 +85,43 @@ def hypercorn_config(settings: Settings, *, api: bool = True) -> Config:
 async def serve_http(app: Quart, settings: Settings, sockets: Sockets, stop: asyncio.Event) -> None:
     """Serve ``app`` on ``sockets`` until ``stop`` is set and in-flight requests are done."""
     answer_unparsable_requests_with_problems()
+    log_client_protocol_errors_as_warnings(asyncio.get_running_loop())
     config = hypercorn_config(settings)
     # Hypercorn's public serve() binds by itself: "fd://" hands it the sockets bound
     # beforehand, which it then owns.
     config.bind = [f"fd://{sock.detach()}" for sock in sockets.insecure_sockets]  # one per port
     await hypercorn.asyncio.serve(app, config, shutdown_trigger=stop.wait, mode="asgi")
+
+
+def log_client_protocol_errors_as_warnings(loop: asyncio.AbstractEventLoop) -> None:
+    """Log a connection a client's protocol violation ended as a throttled warning, not an error."""
+    client_errors = Throttled(log)
+    other_errors = loop.get_exception_handler()
+
+    def handle(loop: asyncio.AbstractEventLoop, context: dict[str, Any]) -> None:
+        error = context.get("exception")
+        if error is not None and caused_by_the_client(error):
+            kinds = sorted({type(inner).__name__ for inner in _leaves(error)})
+            client_errors.warning(
+                "a client broke the protocol; its connection was closed", key=",".join(kinds), errors=kinds
+            )
+        elif other_errors is not None:
+            other_errors(loop, context)
+        else:
+            loop.default_exception_handler(context)
+
+    loop.set_exception_handler(handle)
+
+
+def caused_by_the_client(error: BaseException) -> bool:
+    """Whether ``error`` (or every error of a group) is a client's protocol violation."""
+    return all(isinstance(inner, CLIENT_PROTOCOL_ERRORS) for inner in _leaves(error))
+
+
+def _leaves(error: BaseException) -> list[BaseException]:
+    if isinstance(error, BaseExceptionGroup):
+        return [leaf for inner in error.exceptions for leaf in _leaves(inner)]
+    return [error]
 
 
 def answer_unparsable_requests_with_problems() -> None:
