@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import http.client
 import json
+import os
 import re
 import resource
 import socket
@@ -219,6 +220,24 @@ def test_an_http2_rapid_reset_closes_the_connection_and_logs_one_warning(project
     assert len(warnings) == 1, "throttled: one line a minute"
     assert warnings[0]["level"] == "warning"
     assert "exception" not in warnings[0], "no traceback"
+
+
+def test_a_file_named_for_a_setting_never_shows_its_content_nor_blocks(project: Path, tmp_path: Path) -> None:
+    """LOGGING_LEVEL_FILE=/proc/self/environ once printed every secret of the environment; a FIFO hung."""
+    fifo = tmp_path / "port"
+    os.mkfifo(fifo)
+    python = str(project / ".venv" / "bin" / "python")
+    for variable, path, complaint in (
+        ("LOGGING_LEVEL_FILE", "/proc/self/environ", "(the file's content, not shown)"),
+        ("SERVER_PORT_FILE", str(fifo), "cannot be read (not a regular file)"),
+    ):
+        env = clean_env(**{f"{PREFIX}_{variable}": path, "CANARY_SECRET": "hunter2-canary"})
+        check = subprocess.run([python, "-m", DEFAULT_PACKAGE, "config", "check"], cwd=project, env=env,
+                               capture_output=True, text=True, timeout=10, check=False)
+        assert check.returncode == 2, check.stdout + check.stderr
+        assert complaint in check.stderr
+        assert "hunter2-canary" not in check.stdout + check.stderr
+        assert len(check.stderr.strip().splitlines()) == 1
 
 
 def test_oversized_headers_get_431_and_memory_stays_flat(project: Path, tmp_path: Path) -> None:
