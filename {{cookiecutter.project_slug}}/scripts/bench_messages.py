@@ -90,6 +90,7 @@ import nats
 from faststream.nats import JStream, NatsBroker, PullSub
 from nats.aio.client import Client
 from nats.aio.msg import Msg
+from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 {% endif -%}
@@ -127,7 +128,7 @@ from {{ cookiecutter.package_name }}.chassis.message_metrics import MessageMetri
 from {{ cookiecutter.package_name }}.chassis.outbox import Outbox
 {%- endif %}
 from {{ cookiecutter.package_name }}.chassis.server import loop_factory
-from {{ cookiecutter.package_name }}.chassis.tracing import Tracing, headers_of
+from {{ cookiecutter.package_name }}.chassis.tracing import Tracing
 {%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.consumers import items_create
 from {{ cookiecutter.package_name }}.models import Base
@@ -287,9 +288,10 @@ def make_events(work: Work, messages: int, size: int) -> list[CloudEvent]:
     return events
 
 
-async def publish_all(
-    workload: Workload, publish: Callable[[CloudEvent], Awaitable[None]], tally: Tally
-) -> None:
+Publish = Callable[[CloudEvent], Awaitable[None]]
+
+
+async def publish_all(workload: Workload, publish: Publish, tally: Tally) -> None:
     """Publish every event, from tasks that each wait for one confirmation at a time, within the window."""
     numbers = iter(range(len(workload.events)))
     tally.cpu_started = time.process_time()
@@ -458,6 +460,30 @@ async def route_events_to_commands(broker: Broker, settings: BrokerSettings) -> 
         await queue.bind(broker.events_exchange, routing_key="#")
 
 
+def bare_publisher(exchange: aio_pika.abc.AbstractExchange) -> Publish:
+    async def publish(event: CloudEvent) -> None:
+        message = aio_pika.Message(
+            event.to_json(),
+            content_type=CONTENT_TYPE,
+            message_id=event.id,
+            headers={**event.headers, "traceparent": TRACEPARENT},
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        )
+        await exchange.publish(message, routing_key=event.type)
+
+    return publish
+
+
+@contextlib.asynccontextmanager
+async def bare_publishing(settings: BrokerSettings) -> AsyncIterator[Publish]:
+    """The bare client's publishing alone, to its exchange (made by its rounds)."""
+    connection = await connect(settings)
+    async with connection:
+        channel = await connection.channel(publisher_confirms=True)
+        exchange = await channel.get_exchange(f"{settings.namespace}.bare")
+        yield bare_publisher(exchange)
+
+
 async def bare_round(settings: BrokerSettings, workload: Workload) -> Figures:
     connection = await connect(settings)
     async with connection:
@@ -475,18 +501,8 @@ async def bare_round(settings: BrokerSettings, workload: Workload) -> Figures:
             await message.ack()
             tally.mark_handled(int(str(message.headers[SEQ_HEADER])))
 
-        async def publish(event: CloudEvent) -> None:
-            message = aio_pika.Message(
-                event.to_json(),
-                content_type=CONTENT_TYPE,
-                message_id=event.id,
-                headers={**event.headers, "traceparent": TRACEPARENT},
-                delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            )
-            await exchange.publish(message, routing_key=event.type)
-
         consumer_tag = await queue.consume(received)
-        await publish_all(workload, publish, tally)
+        await publish_all(workload, bare_publisher(exchange), tally)
         await tally.wait()
         await queue.cancel(consumer_tag)
     return tally.figures()
@@ -573,6 +589,30 @@ def work_queue(name: str, subject: str) -> StreamConfig:
     )
 
 
+def bare_publisher(jetstream: JetStreamContext, subject: str) -> Publish:
+    async def publish(event: CloudEvent) -> None:
+        headers = {
+            **event.headers,
+            "traceparent": TRACEPARENT,
+            "content-type": CONTENT_TYPE,
+            "Nats-Msg-Id": event.id,
+        }
+        await jetstream.publish(f"{subject}.{event.type}", event.to_json(), headers=headers)
+
+    return publish
+
+
+@contextlib.asynccontextmanager
+async def bare_publishing(settings: BrokerSettings) -> AsyncIterator[Publish]:
+    """The bare client's publishing alone, to its stream (made by its rounds)."""
+    connection = await connect(settings)
+    try:
+        jetstream = connection.jetstream(timeout=settings.publish_timeout)
+        yield bare_publisher(jetstream, f"{settings.namespace}.bare")
+    finally:
+        await connection.close()
+
+
 async def bare_round(settings: BrokerSettings, workload: Workload) -> Figures:
     connection = await connect(settings)
     try:
@@ -599,18 +639,9 @@ async def bare_round(settings: BrokerSettings, workload: Workload) -> Figures:
                     for message in messages:
                         handling.create_task(received(message))
 
-        async def publish(event: CloudEvent) -> None:
-            headers = {
-                **event.headers,
-                "traceparent": TRACEPARENT,
-                "content-type": CONTENT_TYPE,
-                "Nats-Msg-Id": event.id,
-            }
-            await jetstream.publish(f"{subject}.{event.type}", event.to_json(), headers=headers)
-
         fetching = asyncio.create_task(fetch())
         try:
-            await publish_all(workload, publish, tally)
+            await publish_all(workload, bare_publisher(jetstream, subject), tally)
             await tally.wait()
         finally:
             fetching.cancel()
@@ -702,7 +733,10 @@ async def run(settings: BrokerSettings, args: argparse.Namespace, logs: TextIO) 
         async with works(args) as handlers:
             for number in range(1, args.rounds + 1):
                 for work in handlers:
-                    for row, round_ in ROWS.items():
+                    # Every other round in reverse: a load that grows or fades over a round (the machine
+                    # is shared) favours no row.
+                    rows = list(ROWS.items()) if number % 2 else list(reversed(ROWS.items()))
+                    for row, round_ in rows:
                         events = make_events(work, args.messages, args.size)
                         workload = Workload(work, events, args.publishers, args.window, logs)
                         figures = await round_(settings, workload)
@@ -712,6 +746,8 @@ async def run(settings: BrokerSettings, args: argparse.Namespace, logs: TextIO) 
                             f"{figures.p50_ms:>9.2f}{figures.p99_ms:>9.2f}{figures.cpu_us:>12.0f}",
                             flush=True,
                         )
+        parts = await cost_of_parts(settings, args.size)
+        parts[PUBLISHING] = await publishing_cost(settings, args, logs)
     finally:
         try:
             left = await asyncio.shield(delete_namespace(settings))
@@ -719,14 +755,15 @@ async def run(settings: BrokerSettings, args: argparse.Namespace, logs: TextIO) 
             left = [f"whatever was made ({error!r})"]
         if left:
             print(f"could not delete, of {settings.namespace}: {', '.join(left)}", file=sys.stderr)
-    return results, await cost_of_parts(settings, args.size)
+    return results, parts
 
 
-# ---- Where the chassis' CPU goes: each part of ConsumerRunner.handle (and of Broker.publish) on
-# its own, repeated on one message in this process.  Together with the bare client's work (it
-# decodes the JSON, acknowledges), they should come to roughly the chassis' CPU per message over
-# the bare client's measured above; the remainder is the broker adapter's and the runner's own
-# steps (a task, the in-flight count), what no part isolates.
+# ---- Where the chassis' CPU goes: each part of ConsumerRunner.handle on its own, repeated on one
+# message in this process, then the whole of handle() (the runner's own steps are the difference);
+# and Broker.publish against the bare client's publishing, measured live (its span, the publish
+# timeout, the robust connection).  Less the JSON decoding the bare client does too, they should
+# come to roughly the chassis' CPU per message over the bare client's in the rounds; the rest is
+# what no part isolates: the broker's delivery adapter, acknowledging through it, consuming.
 
 Parts = dict[str, float]
 PARSE = "parse, validate (CloudEvent, data model)"
@@ -735,7 +772,7 @@ LOG_LINE = "log line"
 METRICS = "metrics"
 INBOX = "inbox (in memory)"
 WHOLE = "handle() whole"
-PUBLISH_SPAN = "span of the publishing (trace headers)"
+PUBLISHING = "publishing over the bare client's (live)"
 BARE_DECODE = "the bare client's json.loads"
 
 
@@ -782,12 +819,6 @@ async def cost_of_parts(settings: BrokerSettings, size: int) -> Parts:
     def parse_and_validate() -> None:
         Payload.model_validate(parse_event(body, headers).data)
 
-    def publish_span() -> None:
-        """Broker.publish's span, whose context the message carries."""
-        span = tracing.start_span(f"send {event.type}", trace.SpanKind.PRODUCER, parent=event.headers)
-        headers_of(span)
-        span.end()
-
     def consume_span() -> None:
         """The runner's span: a child of the message's, made current, its ids on the log lines, ended."""
         span = tracing.start_span("process", trace.SpanKind.CONSUMER, parent=headers)
@@ -817,10 +848,36 @@ async def cost_of_parts(settings: BrokerSettings, size: int) -> Parts:
         METRICS: await microseconds(lambda: metrics.consumed_message(COMMAND, "handled", 0.00025)),
         INBOX: await microseconds(check_inbox),
         WHOLE: await microseconds(lambda: runner.handle(delivery)),
-        # Beside it: the publisher's span, and what the bare client does too.
-        PUBLISH_SPAN: await microseconds(publish_span),
+        # Beside it: what the bare client does too.
         BARE_DECODE: await microseconds(lambda: json.loads(body)),
     }
+
+
+@contextlib.asynccontextmanager
+async def chassis_publishing(settings: BrokerSettings) -> AsyncIterator[Publish]:
+    """``Broker.publish`` alone, to the events{% if cookiecutter.broker == "rabbitmq" %} exchange{% else %} stream{% endif %}."""
+    tracing = Tracing(TracingSettings(), service=PACKAGE, version="bench")
+    broker = Broker(settings, metrics=MessageMetrics(CollectorRegistry()), tracing=tracing)
+    await asyncio.wait_for(broker.start(), CONNECT_TIMEOUT)
+    try:
+        yield broker.publish
+    finally:
+        await broker.stop()
+
+
+async def publishing_cost(settings: BrokerSettings, args: argparse.Namespace, logs: TextIO) -> float:
+    """µs of CPU per message the chassis' publishing takes over the bare client's: measured live,
+    publishing alone as the rounds publish, in alternate turns (the median of three each)."""
+    cpu: dict[str, list[float]] = {"bare": [], "chassis": []}
+    for _ in range(3):
+        for name, publishing in (("bare", bare_publishing), ("chassis", chassis_publishing)):
+            events = make_events(noop_work(), min(args.messages, 1000), args.size)
+            workload = Workload(noop_work(), events, args.publishers, len(events), logs)
+            tally = Tally(workload)
+            async with publishing(settings) as publish:
+                await publish_all(workload, publish, tally)
+                cpu[name].append((time.process_time() - tally.cpu_started) / len(events) * 1e6)
+    return statistics.median(cpu["chassis"]) - statistics.median(cpu["bare"])
 
 
 # ---- The report.
@@ -859,13 +916,15 @@ def table(results: Results) -> list[str]:
 
 
 def ratios(results: Results) -> list[str]:
-    """The chassis against the others, with the targets it is held to."""
+    """The chassis against the others, with the targets it is held to.
 
-    def rate(work: str, row: str) -> float:
-        return median(results[work, row]).messages_per_second
+    Each ratio is the median of the rounds' own: the rows of one round ran seconds apart, under
+    the same load, which a shared machine's changes from round to round would otherwise blur.
+    """
 
     def against(work: str, row: str, target: float) -> str:
-        ratio = rate(work, "chassis") / rate(work, row)
+        rounds = zip(results[work, "chassis"], results[work, row], strict=True)
+        ratio = statistics.median(a.messages_per_second / b.messages_per_second for a, b in rounds)
         return f"{ratio:.2f} of {row}'s (target >= {target:.2f}: {'met' if ratio >= target else 'NOT met'})"
 
     lines = [
@@ -881,20 +940,21 @@ def ratios(results: Results) -> list[str]:
 
 def breakdown(results: Results, parts: Parts) -> list[str]:
     """The chassis' CPU per message over the bare client's (no-op), and the parts it is spent on."""
-    extra = median(results["no-op", "chassis"]).cpu_us - median(results["no-op", "bare"]).cpu_us
+    pairs = zip(results["no-op", "chassis"], results["no-op", "bare"], strict=True)
+    extra = statistics.median(chassis.cpu_us - bare.cpu_us for chassis, bare in pairs)  # as ratios() pair
     handle_parts = [PARSE, CONSUME_SPAN, LOG_LINE, METRICS, INBOX]
     steps = parts[WHOLE] - sum(parts[name] for name in handle_parts)
-    explained = parts[WHOLE] + parts[PUBLISH_SPAN] - parts[BARE_DECODE]
+    explained = parts[WHOLE] + parts[PUBLISHING] - parts[BARE_DECODE]
     rows = [(name, parts[name]) for name in handle_parts]
     rows += [
         ("the runner's own steps (handle() less those)", steps),
-        (PUBLISH_SPAN, parts[PUBLISH_SPAN]),
+        (PUBLISHING, parts[PUBLISHING]),
         (f"less {BARE_DECODE} (it decodes too)", -parts[BARE_DECODE]),
         ("together", explained),
-        ("the rest: publish path, delivery adapter, ack", extra - explained),
+        ("the rest: delivery adapter, ack, consuming", extra - explained),
     ]
     return [
-        f"chassis CPU over the bare client, no-op: {extra:.0f} us per message (the medians above); where",
+        f"chassis CPU over the bare client, no-op: {extra:.0f} us per message (the rounds' median); where",
         "it goes, each part measured on its own in this process, on one message:",
         *(f"  {name:<46}{us:>7.1f} us" for name, us in rows),
     ]
