@@ -28,6 +28,8 @@ DRIVER = textwrap.dedent(
     """
     import json, os, socket, subprocess, sys, tempfile, time, urllib.error, urllib.request, uuid
     from tests.identity_provider import IdentityProvider, make_key, unsigned  # scripts/ on PYTHONPATH
+    from dev_identity_provider import SIGNING
+    from joserfc import jws
 
     def free_port():
         with socket.socket() as probe:
@@ -50,7 +52,7 @@ DRIVER = textwrap.dedent(
     port = free_port()
     env = {**os.environ, **idp.environment(), "MY_SERVICE_SERVER_HOST": "127.0.0.1",
            "MY_SERVICE_SERVER_PORT": str(port), "MY_SERVICE_AUTH_KEYS_REFETCH_INTERVAL": "1"}
-    log = tempfile.TemporaryFile("w+")  # not a pipe: 200 access lines would fill one
+    log = tempfile.TemporaryFile("w+b")  # not a pipe: 200 access lines would fill one
     service = subprocess.Popen([sys.executable, "-m", "PACKAGE"], env=env, stdout=log, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}"
     results = {}
@@ -73,6 +75,13 @@ DRIVER = textwrap.dedent(
         results["wrong audience"] = call(f"{base}/items", idp.token(aud="https://other.example"))
         results["alg none"] = call(f"{base}/items", unsigned(valid, alg="none"))
         results["forged signature"] = call(f"{base}/items", f"{header}.{body}.{signature[::-1]}")
+        results["exp past any float"] = call(f"{base}/items", idp.token(exp=10**400))
+        # JSON's escape of a lone surrogate, signed as it is (joserfc would not encode such text).
+        claims = {"iss": idp.issuer, "aud": "https://api.example.test", "sub": "x\\ud800", "exp": now + 300,
+                  "scope": "items:read items:write"}
+        header_of_key = {"alg": "RS256", "kid": idp.keys[0].kid}
+        surrogate = jws.serialize_compact(header_of_key, json.dumps(claims).encode(), idp.keys[0], registry=SIGNING)
+        results["lone surrogate subject"] = call(f"{base}/items", surrogate)
         results["missing scope"] = call(f"{base}/items", idp.token(scope="items:read"), "POST",
                                         json.dumps({"name": "lamp", "price_cents": 1}).encode())
         time.sleep(1.1)
@@ -94,7 +103,12 @@ DRIVER = textwrap.dedent(
         service.terminate()
         service.wait(timeout=20)
         log.seek(0)
-        output = log.read()
+        raw = log.read()
+    try:
+        output = raw.decode("utf-8")  # strict
+        results["every log line UTF-8 JSON"] = all(json.loads(line) for line in output.splitlines())
+    except ValueError:
+        output, results["every log line UTF-8 JSON"] = raw.decode("utf-8", "replace"), False
     results["token in the log"] = valid in output or signature in output
     results["subject in the access log"] = any(
         '"subject": "alice"' in line and '"status": 200' in line for line in output.splitlines())
@@ -125,8 +139,11 @@ def test_the_running_service_takes_valid_tokens_only(project: Path) -> None:
     problem = "application/problem+json"
     assert results["valid"][0] == 200
     assert results["missing"] == [401, "Bearer", problem]
-    for name in ("expired", "not yet valid", "wrong issuer", "wrong audience", "alg none", "forged signature"):
+    for name in ("expired", "not yet valid", "wrong issuer", "wrong audience", "alg none", "forged signature",
+                 "exp past any float"):  # fmt: skip
         assert results[name] == [401, invalid, problem], name
+    assert results["lone surrogate subject"][0] == 200
+    assert results["every log line UTF-8 JSON"] is True
     assert results["missing scope"] == [403, 'Bearer error="insufficient_scope", scope="items:write"', problem]
     assert results["unknown key"] == [401, invalid, problem]
     assert results["rotated in"][0] == 200, "the rotated key was fetched"
