@@ -220,12 +220,19 @@ async def test_the_row_values_a_database_error_quotes_stay_out_of_the_logs(json_
     async def violating() -> str:
         raise RuntimeError("duplicate key value\nDETAIL:  Key (email)=(jane@example.com) already exists.")
 
+    async def unsendable() -> str:  # asyncpg's own words for a value it cannot send
+        raise RuntimeError("invalid input for query argument $2: 'joe@example.com' (str is too long)")
+
     app.add_url_rule("/violating", "violating", violating)
+    app.add_url_rule("/unsendable", "unsendable", unsendable)
     async with app.test_app():
         await part_of(app, Lifecycle).wait_until_started()
         assert (await app.test_client().get("/violating")).status_code == 500
+        assert (await app.test_client().get("/unsendable")).status_code == 500
     assert "jane@example.com" not in json_logs.getvalue()
+    assert "joe@example.com" not in json_logs.getvalue()
     assert "duplicate key value" in json_logs.getvalue()
+    assert "invalid input for query argument $2: (left out of the logs)" in json_logs.getvalue()
 
 
 async def test_console_format_is_for_humans(capture_logs: CaptureLogs) -> None:

@@ -62,6 +62,8 @@ class RequestFields:
 
 
 _DETAIL_LINE = re.compile(r"\n\s*DETAIL:[^\n]*")
+# asyncpg quotes the value it could not send: "invalid input for query argument $2: 'value' (...)".
+_QUOTED_ARGUMENT = re.compile(r"(invalid input for query argument \$\d+): [^\n]*")
 # Made once: json.dumps with any option makes an encoder on each call.
 _encode_fields = json.JSONEncoder(ensure_ascii=False).encode
 # Seconds between two lines about one recurring failure (see Throttled).
@@ -372,7 +374,8 @@ def _drop_database_details(_: WrappedLogger, __: str, event: EventDict) -> Event
     (``Key (name)=(...)``, ``Failing row contains (...)``), which are the clients' data."""
     for entry in event.get("exception", ()):
         if isinstance(entry, dict) and isinstance(entry.get("exc_value"), str):
-            entry["exc_value"] = _DETAIL_LINE.sub("\nDETAIL: (left out of the logs)", entry["exc_value"])
+            text = _DETAIL_LINE.sub("\nDETAIL: (left out of the logs)", entry["exc_value"])
+            entry["exc_value"] = _QUOTED_ARGUMENT.sub(r"\1: (left out of the logs)", text)
     return event
 
 
