@@ -100,7 +100,8 @@ def serving(project: Path, tmp_path: Path, *, prefix: tuple[str, ...] = (), **se
                                    cwd=project, env=env, stdout=output, stderr=subprocess.STDOUT)
     service = Service(process, port, log)
     try:
-        wait_for_status(process, f"{service.base}/health/ready", timeout=60)
+        probe_port = settings.get("management_port", str(port))  # with a management port, the probes are there
+        wait_for_status(process, f"http://127.0.0.1:{probe_port}/health/ready", timeout=60)
         yield service
     finally:
         if process.poll() is None:
@@ -238,6 +239,48 @@ def test_a_file_named_for_a_setting_never_shows_its_content_nor_blocks(project: 
         assert complaint in check.stderr
         assert "hunter2-canary" not in check.stdout + check.stderr
         assert len(check.stderr.strip().splitlines()) == 1
+
+
+def test_with_a_hard_limit_of_1024_files_slow_clients_leave_room_for_the_probes(
+    project: Path, tmp_path: Path
+) -> None:
+    """1,100 slow-header clients where the process cannot raise its limit: probes once failed."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard < 4 * SLOW_CLIENTS:
+        pytest.skip(f"this machine allows only {hard} open files")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))  # the attacker's side needs them
+    management = free_port()
+    prefix = ("prlimit", "--nofile=1024:1024", "--")
+    with serving(project, tmp_path, prefix=prefix, http_keep_alive_timeout="3",
+                 management_port=str(management)) as service:
+        slow = []
+        for _ in range(SLOW_CLIENTS):
+            with contextlib.suppress(OSError):
+                connection = socket.create_connection(("127.0.0.1", service.port), timeout=2)
+                connection.sendall(b"GET /items HTTP/1.1\r\nHost: x\r\n")
+                slow.append(connection)
+        started = time.monotonic()
+        probes = answered = 0
+        while time.monotonic() - started < 4:
+            probes += 1
+            with contextlib.suppress(OSError):
+                connection = http.client.HTTPConnection("127.0.0.1", management, timeout=1)
+                connection.request("GET", "/health/live")
+                answered += connection.getresponse().status == 200
+                connection.close()
+            time.sleep(0.1)
+        for connection in slow:
+            connection.close()
+        time.sleep(0.5)
+        api_status, _ = get_json(f"{service.base}/items")
+        lines = service.lines()
+    capped = [line for line in lines if line["event"].startswith("the API's open connections reached their cap")]
+    print(f"\n[figures] 1,100 slow clients, hard limit 1,024 files: management probes answered {answered}/{probes}; "
+          f"API connections capped at {capped[0]['cap'] if capped else '-'}")
+    assert answered == probes
+    assert api_status == 200
+    assert len(capped) == 1, "one line a minute"
+    assert [line for line in lines if line["level"] in ("error", "critical")] == []
 
 
 def test_oversized_headers_get_431_and_memory_stays_flat(project: Path, tmp_path: Path) -> None:

@@ -39,6 +39,7 @@ from priority.priority import PriorityError
 from quart import Quart
 
 from ..settings import Settings
+from .connection_cap import cap_api_connections
 from .errors import CONTENT_TYPE, problem_document
 from .logging import Throttled, get_logger
 from .security import SECURITY_HEADERS
@@ -86,6 +87,7 @@ async def serve_http(app: Quart, settings: Settings, sockets: Sockets, stop: asy
     """Serve ``app`` on ``sockets`` until ``stop`` is set and in-flight requests are done."""
     answer_unparsable_requests_with_problems()
     log_client_protocol_errors_as_warnings(asyncio.get_running_loop())
+    cap_api_connections(settings.server.port)
     config = hypercorn_config(settings)
     # Hypercorn's public serve() binds by itself: "fd://" hands it the sockets bound
     # beforehand, which it then owns.
