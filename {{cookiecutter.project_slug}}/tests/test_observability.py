@@ -220,7 +220,7 @@ async def test_the_row_values_a_database_error_quotes_stay_out_of_the_logs(json_
     async def violating() -> str:
         raise RuntimeError("duplicate key value\nDETAIL:  Key (email)=(jane@example.com) already exists.")
 
-    async def unsendable() -> str:  # asyncpg's own words for a value it cannot send
+    async def unsendable() -> str:  # the database driver's words for a value it cannot send
         raise RuntimeError("invalid input for query argument $2: 'joe@example.com' (str is too long)")
 
     app.add_url_rule("/violating", "violating", violating)

@@ -62,7 +62,7 @@ class RequestFields:
 
 
 _DETAIL_LINE = re.compile(r"\n\s*DETAIL:[^\n]*")
-# asyncpg quotes the value it could not send: "invalid input for query argument $2: 'value' (...)".
+# The database driver quotes a value it could not send: "invalid input for query argument $2: ...".
 _QUOTED_ARGUMENT = re.compile(r"(invalid input for query argument \$\d+): [^\n]*")
 # Made once: json.dumps with any option makes an encoder on each call.
 _encode_fields = json.JSONEncoder(ensure_ascii=False).encode
