@@ -163,6 +163,7 @@ OUTBOX_FILES = [
     "src/{package}/chassis/inbox.py",
     "src/{package}/chassis/outbox.py",
     "src/{package}/migrations/versions/0002_create_outbox.py",
+    "src/{package}/migrations/versions/0003_inbox_keyed_by_source_and_id.py",
     "src/{package}/services/outbox_items.py",
     "tests/test_outbox.py",
 ]

@@ -311,11 +311,11 @@ class MemoryInbox:
     """The inbox's contract, in memory (the chassis' own exists only in services without a database)."""
 
     def __init__(self) -> None:
-        self._handled: set[tuple[str, str]] = set()
+        self._handled: set[tuple[str, str, str]] = set()
 
     @contextlib.asynccontextmanager
-    async def once(self, consumer: str, event_id: str) -> AsyncIterator[bool]:
-        key = (consumer, event_id)
+    async def once(self, consumer: str, source: str, event_id: str) -> AsyncIterator[bool]:
+        key = (consumer, source, event_id)
         if key in self._handled:
             yield False
             return
@@ -345,7 +345,7 @@ async def real_work(settings: DatabaseSettings) -> AsyncIterator[Work]:
 
         async def create_item(event_id: str, data: Mapping[str, Any]) -> None:
             """What the consumer does, and the runner's inbox check around it: one transaction."""
-            async with inbox.once(items_create.consumer.name, event_id) as first_time:
+            async with inbox.once(items_create.consumer.name, SOURCE, event_id) as first_time:
                 if first_time:
                     await items.add(NewItem(data["name"], data["description"], data["price_cents"]))
 
@@ -835,7 +835,7 @@ async def cost_of_parts(settings: BrokerSettings, size: int) -> Parts:
             line(consumer=COMMAND, outcome="handled", deliveries=1, duration_ms=0.25, **fields)
 
     async def check_inbox() -> None:
-        async with inbox.once(COMMAND, str(next(ids))):
+        async with inbox.once(COMMAND, SOURCE, str(next(ids))):
             pass
 
     runner = runner_of(work, None, settings, metrics, tracing)

@@ -74,11 +74,11 @@ class FakeInbox:
     """The inbox's contract: an event is new until a handling of it succeeded."""
 
     def __init__(self) -> None:
-        self.handled: set[tuple[str, str]] = set()
+        self.handled: set[tuple[str, str, str]] = set()
 
     @asynccontextmanager
-    async def once(self, consumer: str, event_id: str) -> AsyncIterator[bool]:
-        key = (consumer, event_id)
+    async def once(self, consumer: str, source: str, event_id: str) -> AsyncIterator[bool]:
+        key = (consumer, source, event_id)
         yield key not in self.handled
         self.handled.add(key)
 

@@ -110,6 +110,17 @@ async def test_a_command_creates_an_item_once_however_often_it_is_delivered(
     assert page["total"] == 1
 
 
+async def test_commands_with_one_id_from_two_sources_are_two_commands(
+    broker_app: Quart, probe: BrokerProbe
+) -> None:
+    """CloudEvents makes the source and the id unique together: another sender may use the same id."""
+    await probe.send_command(CloudEvent(type="items.create", source="/orders", data=LAMP, id="cmd-1"))
+    chair = {**LAMP, "name": "chair"}
+    await probe.send_command(CloudEvent(type="items.create", source="/returns", data=chair, id="cmd-1"))
+    names = [(await probe.next_event())[0]["data"]["name"] for _ in range(2)]
+    assert sorted(names) == ["chair", "lamp"]
+
+
 @pytest.mark.parametrize(
     ("body", "reason"),
     [
@@ -185,5 +196,5 @@ async def test_a_failing_handler_is_delivered_max_deliveries_times_then_dead_let
 class _NoInbox:
     """Every delivery is new: this test counts deliveries, not handlings."""
 
-    def once(self, consumer: str, event_id: str) -> contextlib.nullcontext[bool]:
+    def once(self, consumer: str, source: str, event_id: str) -> contextlib.nullcontext[bool]:
         return contextlib.nullcontext(True)

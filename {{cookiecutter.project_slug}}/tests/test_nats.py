@@ -83,5 +83,5 @@ async def test_a_command_handled_longer_than_the_ack_wait_is_kept_alive_not_deli
 class _NoInbox:
     """Every delivery is new: this test counts deliveries, not handlings."""
 
-    def once(self, consumer: str, event_id: str) -> contextlib.nullcontext[bool]:
+    def once(self, consumer: str, source: str, event_id: str) -> contextlib.nullcontext[bool]:
         return contextlib.nullcontext(True)

@@ -60,6 +60,8 @@ class HandledMessageRow(Base):
     __tablename__ = "handled_messages"
 
     consumer: Mapped[str] = mapped_column(String(200), primary_key=True)
+    # CloudEvents makes an event's source and id unique together, not its id alone.
+    source: Mapped[str] = mapped_column(String(500), primary_key=True)
     event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
     handled_at: Mapped[datetime.datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
 {%- endif %}

@@ -10,7 +10,8 @@ command's ``data`` and the handler.  For each message the broker delivers, the r
    message that fails any of these can never succeed, so it is dead-lettered at once, with
    the reason logged;
 2. acknowledges, without running the handler again, an event this consumer has handled
-   already (the inbox remembers handled event ids: a redelivery is not a new command);
+   already (the inbox remembers handled events by source and id: a redelivery is not a new
+   command);
 3. runs the handler in a consumer span (a child of the publisher's, through the message's
    ``traceparent``), with the message's request id in every log line;
 4. acknowledges after the handler succeeded.  A handler that raises ``CommandRejectedError`` has its
@@ -104,8 +105,11 @@ class CommandSource(Protocol):
 class Inbox(Protocol):
     """Which events each consumer has handled already."""
 
-    def once(self, consumer: str, event_id: str) -> AbstractAsyncContextManager[bool]:
+    def once(self, consumer: str, source: str, event_id: str) -> AbstractAsyncContextManager[bool]:
         """A block that runs the handling: ``True`` if the event is new to ``consumer``.
+
+        An event is its ``source`` and ``id`` (CloudEvents makes only the pair unique): two
+        senders may use the same id for different events.
 
         The event counts as handled only when the block ends without raising.
         """
@@ -251,7 +255,7 @@ class ConsumerRunner(Resource, Generic[ServicesT]):
         fields: dict[str, Any],
     ) -> tuple[str, dict[str, Any]]:
         try:
-            async with self._inbox.once(consumer.name, event.id) as first_time:
+            async with self._inbox.once(consumer.name, event.source, event.id) as first_time:
                 if first_time:
                     await consumer.handle(data, self._services)
         except CommandRejectedError as error:

@@ -1,8 +1,8 @@
 """The inbox: which events each consumer has handled, kept in PostgreSQL with the handling itself.
 
 ``once()`` opens the database transaction the handler runs in (every repository's session
-joins it, see ``Database.transaction``) and first claims the event: a row in
-``handled_messages``.  If the row is there already, the event was handled before (a
+joins it, see ``Database.transaction``) and first claims the event (its source and id): a
+row in ``handled_messages``.  If the row is there already, the event was handled before (a
 redelivery) and the handler does not run.  The claim commits with the handler's changes
 or rolls back with them, so an event is handled once even though it is delivered at least
 once.  Claims older than ``RETENTION`` are removed now and then: redeliveries come within
@@ -32,11 +32,11 @@ class DatabaseInbox:
         self._claims = 0
 
     @asynccontextmanager
-    async def once(self, consumer: str, event_id: str) -> AsyncIterator[bool]:
+    async def once(self, consumer: str, source: str, event_id: str) -> AsyncIterator[bool]:
         async with self._database.transaction() as session:
             claimed = await session.scalar(
                 insert(HandledMessageRow)
-                .values(consumer=consumer, event_id=event_id)
+                .values(consumer=consumer, source=source, event_id=event_id)
                 .on_conflict_do_nothing()
                 .returning(HandledMessageRow.event_id)
             )

@@ -18,11 +18,11 @@ CAPACITY = 100_000
 class MemoryInbox:
     def __init__(self, capacity: int = CAPACITY) -> None:
         self._capacity = capacity
-        self._handled: OrderedDict[tuple[str, str], None] = OrderedDict()
+        self._handled: OrderedDict[tuple[str, str, str], None] = OrderedDict()
 
     @asynccontextmanager
-    async def once(self, consumer: str, event_id: str) -> AsyncIterator[bool]:
-        key = (consumer, event_id)
+    async def once(self, consumer: str, source: str, event_id: str) -> AsyncIterator[bool]:
+        key = (consumer, source, event_id)
         if key in self._handled:
             yield False
             return
