@@ -113,7 +113,11 @@ from {{ cookiecutter.package_name }}.chassis.consumers import (
 {%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.chassis.database import Database, create_engine
 {%- endif %}
-from {{ cookiecutter.package_name }}.chassis.events import CONTENT_TYPE, CloudEvent, parse_event
+from {{ cookiecutter.package_name }}.chassis.events import (
+    CONTENT_TYPE,
+    CloudEvent,
+    parse_event,
+)
 {%- if cookiecutter.database == "postgresql" %}
 from {{ cookiecutter.package_name }}.chassis.inbox import DatabaseInbox
 {%- endif %}
