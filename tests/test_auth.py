@@ -126,6 +126,7 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return result.project()
 
 
+@pytest.mark.hostile
 def test_the_running_service_takes_valid_tokens_only(project: Path) -> None:
     script = DRIVER.replace("PACKAGE", DEFAULT_PACKAGE).replace("MY_SERVICE", DEFAULT_PACKAGE.upper())
     python = project / ".venv" / "bin" / "python"
